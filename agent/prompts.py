@@ -1,0 +1,90 @@
+"""Load the prompt templates in ``prompts/`` and render them into model input.
+
+One source of truth for the prompt format: inference (the chain) and training (``finetune/``) both render
+through :func:`render_prompt`, which goes through the tokenizer's own chat template.
+"""
+
+from __future__ import annotations
+
+import string
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, model_validator
+
+Task = Literal["suggest", "rewrite"]
+
+
+class PromptError(ValueError):
+    """A prompt template file is missing, malformed or used with the wrong variables."""
+
+
+class PromptTemplate(BaseModel):
+    """A validated prompt template file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str
+    variables: tuple[str, ...]
+    system: str
+    user: str
+
+    @model_validator(mode="after")
+    def _placeholders_match_variables(self) -> PromptTemplate:
+        used = {field for _, field, _, _ in string.Formatter().parse(self.system + self.user) if field}
+        if used != set(self.variables):
+            raise ValueError(f"template uses {sorted(used)} but declares {sorted(self.variables)}")
+        return self
+
+    def messages(self, **values: Any) -> list[dict[str, str]]:
+        missing = set(self.variables) - values.keys()
+        if missing:
+            raise PromptError(f"prompt {self.name!r} needs values for {sorted(missing)}")
+        return [
+            {"role": "system", "content": self.system.format(**values)},
+            {"role": "user", "content": self.user.format(**values)},
+        ]
+
+
+@cache
+def load_template(task: Task) -> PromptTemplate:
+    """The template for ``task``, read from the ``prompts`` package."""
+    try:
+        text = resources.files("prompts").joinpath(f"{task}.yaml").read_text(encoding="utf-8")
+    except FileNotFoundError as error:
+        raise PromptError(f"no prompt template for task {task!r} in prompts/") from error
+    try:
+        return PromptTemplate.model_validate(yaml.safe_load(text))
+    except (yaml.YAMLError, ValueError) as error:
+        raise PromptError(f"prompts/{task}.yaml is invalid: {error}") from error
+
+
+def render_prompt(tokenizer: Any, task: Task, answer: str | None = None, **values: Any) -> str:
+    """The model input for ``task``; with ``answer``, the full training text including the answer.
+
+    Uses the tokenizer's chat template when it has one, and a plain layout otherwise (tiny test models).
+    """
+    messages = load_template(task).messages(**values)
+    if answer is not None:
+        messages.append({"role": "assistant", "content": answer})
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=answer is None
+        )
+    text = "".join(f"{m['role']}: {m['content']}\n" for m in messages)
+    if answer is None:
+        return text + "assistant: "
+    return text + (tokenizer.eos_token or "")
+
+
+def format_products(products: list[str]) -> str:
+    """The answer format the suggest task is trained to produce."""
+    return ", ".join(products)
+
+
+def format_paraphrases(paraphrases: list[str]) -> str:
+    """The answer format the rewrite task is trained to produce."""
+    return "\n".join(paraphrases)
