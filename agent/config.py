@@ -32,7 +32,8 @@ MAX_PARAPHRASES = 8
 class Settings(BaseSettings):
     """Runtime settings, read from ``WHAZZAT_*`` environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="WHAZZAT_", extra="ignore")
+    # populate_by_name: Settings(rapidapi_key=...) works too, not only the RAPIDAPI_KEY alias.
+    model_config = SettingsConfigDict(env_prefix="WHAZZAT_", extra="ignore", populate_by_name=True)
 
     home: Path = Field(
         default=Path("~/.cache/whazzat"),
@@ -78,6 +79,28 @@ class Settings(BaseSettings):
     axesso_url: str = Field(
         default="https://axesso-axesso-amazon-data-service-v1.p.rapidapi.com",
         description="Axesso base URL; override for proxies and tests.",
+    )
+    catalog: Path | None = Field(
+        default=None, description="Product feed (JSONL or CSV) searched by the catalog backend."
+    )
+    include_sponsored: bool = Field(default=False, description="Keep sponsored listings in the ranking.")
+
+    # --- search cache and HTTP (Axesso) ----------------------------------------------------------------
+    no_cache: bool = Field(
+        default=False, description="Ignore cached search results (fresh results still refresh the cache)."
+    )
+    cache_ttl_hours: float = Field(default=24.0, ge=0, description="How long a cached search stays fresh.")
+    search_concurrency: int = Field(default=4, ge=1, le=16, description="Product types searched at once.")
+    http_connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to open a connection.")
+    http_read_timeout: float = Field(default=20.0, gt=0, description="Seconds to wait for a response.")
+    http_max_attempts: int = Field(default=3, ge=1, le=10, description="Tries per call, the first included.")
+    http_backoff_initial: float = Field(default=1.0, ge=0, description="First retry delay in seconds.")
+    http_backoff_max: float = Field(default=8.0, ge=0, description="Longest retry delay in seconds.")
+    http_retry_after_cap: float = Field(
+        default=10.0, ge=0, description="Longest Retry-After we wait; a longer one ends the retries."
+    )
+    ratelimit_floor: int = Field(
+        default=5, ge=0, description="Stop calling Axesso when RapidAPI says fewer calls than this remain."
     )
 
     @property
