@@ -1,0 +1,128 @@
+"""Shared fixtures and builders for the search-backend and ranking tests (no network).
+
+Import what a test module needs: ``from conftest_axesso import axesso_server, make_settings, ...``.
+The local server speaks Axesso's schema (DESIGN.md §5); it is threaded so slow handlers and concurrent
+searches behave like the real API.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from agent.config import Settings
+from agent.schemas import Listing
+
+#: A fake RapidAPI key; the tests assert it never leaks into output, logs, warnings or reprs.
+FAKE_KEY = "test-key-not-real"
+SEARCH_PATH = "/amz/amazon-search-by-keyword-asin"
+_serial = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def axesso_server() -> Iterator[HTTPServer]:
+    """A threaded local HTTP server, cleared before each use by :func:`server`."""
+    server = HTTPServer(host="127.0.0.1", threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    if server.is_running():
+        server.stop()
+
+
+@pytest.fixture
+def server(axesso_server: HTTPServer) -> Iterator[HTTPServer]:
+    axesso_server.clear()
+    yield axesso_server
+    axesso_server.clear()
+
+
+@pytest.fixture(autouse=False)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No real key or home from the developer's environment."""
+    for name in ("RAPIDAPI_KEY", "WHAZZAT_RAPIDAPI_KEY", "WHAZZAT_AXESSO_URL", "WHAZZAT_HOME", "WHAZZAT_NO_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def minilm() -> object:
+    """Load MiniLM once per session (a few seconds); tests that rank or search catalogs use it."""
+    from agent.embeddings import get_embedder
+
+    return get_embedder()
+
+
+def make_settings(home: Path, base_url: str = "http://127.0.0.1:9", **overrides: Any) -> Settings:
+    """Settings for the axesso backend against ``base_url`` with test-speed retries.
+
+    The default URL is the discard port on localhost: nothing listens there, nothing leaves the machine.
+    """
+    values: dict[str, Any] = {
+        "home": home,
+        "backend": "axesso",
+        "rapidapi_key": FAKE_KEY,
+        "axesso_url": base_url,
+        "http_connect_timeout": 1.0,
+        "http_read_timeout": 2.0,
+        "http_max_attempts": 3,
+        "http_backoff_initial": 0.01,
+        "http_backoff_max": 0.02,
+        "http_retry_after_cap": 2.0,
+        "ratelimit_floor": 0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def product(**fields: Any) -> dict[str, Any]:
+    """One ``searchProductDetails`` entry as Axesso's 2025 shape writes it; ``fields`` override."""
+    item: dict[str, Any] = {
+        "productDescription": "Fiskars Ergo Garden Trowel, Heavy Duty Hand Shovel",
+        "asin": "B00002N6U4",
+        "countReview": 3000,
+        "imgUrl": "https://m.media-amazon.com/images/I/71trowel._AC_UL320_.jpg",
+        "price": 12.99,
+        "retailPrice": 15.99,
+        "productRating": "4.7 out of 5 stars",
+        "prime": True,
+        "dpUrl": "/Fiskars-Ergo-Trowel/dp/B00002N6U4/ref=sr_1_1?keywords=garden+trowel",
+        "sponsored": False,
+        "salesVolume": "10K+ bought in past month",
+    }
+    item.update(fields)
+    return item
+
+
+def search_page(products: list[dict[str, Any]], keyword: str = "garden trowel", **fields: Any) -> dict[str, Any]:
+    """A 2025-shape search response around ``products``."""
+    page: dict[str, Any] = {
+        "statusCode": 200,
+        "statusMessage": "FOUND",
+        "keyword": keyword,
+        "domainCode": "com",
+        "page": 1,
+        "resultCount": len(products),
+        "similarKeywords": [],
+        "searchProductDetails": products,
+    }
+    page.update(fields)
+    return page
+
+
+def listing(product: str = "garden trowel", **fields: Any) -> Listing:
+    """A product listing with sensible defaults and a unique URL, for ranking tests."""
+    values: dict[str, Any] = {
+        "title": f"Good {product}",
+        "url": f"https://www.amazon.com/dp/B{next(_serial):09d}",
+        "price": 20.0,
+        "rating": 4.5,
+        "reviews": 1000,
+        "asin": None,
+    }
+    values.update(fields)
+    return Listing(product=product, **values)
