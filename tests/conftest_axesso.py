@@ -1,6 +1,6 @@
 """Shared fixtures and builders for the search-backend and ranking tests (no network).
 
-Import what a test module needs: ``from conftest_axesso import axesso_server, make_settings, ...``.
+Import what a test module needs: ``from tests.conftest_axesso import axesso_server, make_settings, ...``.
 The local server speaks Axesso's schema (DESIGN.md §5); it is threaded so slow handlers and concurrent
 searches behave like the real API.
 """
@@ -8,12 +8,16 @@ searches behave like the real API.
 from __future__ import annotations
 
 import itertools
+import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from agent.config import Settings
 from agent.schemas import Listing
@@ -42,7 +46,47 @@ def server(axesso_server: HTTPServer) -> Iterator[HTTPServer]:
     axesso_server.clear()
 
 
-@pytest.fixture(autouse=False)
+class SlowHandler:
+    """Answers ``body`` after ``seconds``; counts requests on arrival (the server logs them on answer)."""
+
+    def __init__(self, seconds: float, body: dict[str, Any]) -> None:
+        self.seconds, self.body = seconds, body
+        self.arrived = 0
+        self._active = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, request: Request) -> Response:
+        with self._lock:
+            self.arrived += 1
+            self._active += 1
+        try:
+            time.sleep(self.seconds)
+            return Response(json.dumps(self.body), content_type="application/json")
+        finally:
+            with self._lock:
+                self._active -= 1
+
+    def wait_idle(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self._active and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+@pytest.fixture
+def slow_handler() -> Iterator[Any]:
+    """Factory of :class:`SlowHandler`; waits for their requests to finish so no test sees another's."""
+    made: list[SlowHandler] = []
+
+    def make(seconds: float, body: dict[str, Any]) -> SlowHandler:
+        made.append(SlowHandler(seconds, body))
+        return made[-1]
+
+    yield make
+    for handler in made:
+        handler.wait_idle()
+
+
+@pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No real key or home from the developer's environment."""
     for name in ("RAPIDAPI_KEY", "WHAZZAT_RAPIDAPI_KEY", "WHAZZAT_AXESSO_URL", "WHAZZAT_HOME", "WHAZZAT_NO_CACHE"):

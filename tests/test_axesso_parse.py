@@ -7,7 +7,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest_axesso import product, search_page
+from tests.conftest_axesso import product, search_page
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -78,7 +78,7 @@ def test_unusable_directory_disables_the_cache_without_raising(tmp_path, caplog)
 
 def test_concurrent_writers_never_corrupt(cache):
     def write(worker: int) -> None:
-        for i in range(20):
+        for i in range(10):
             cache.set(f"k{i}", {"worker": worker, "i": i})
 
     threads = [threading.Thread(target=write, args=(worker,)) for worker in range(4)]
@@ -86,6 +86,6 @@ def test_concurrent_writers_never_corrupt(cache):
         thread.start()
     for thread in threads:
         thread.join()
-    for i in range(20):
+    for i in range(10):
         value = cache.get(f"k{i}")
         assert value["i"] == i and value["worker"] in range(4)
