@@ -1,0 +1,240 @@
+"""The Whazzat chain: need → rewrite → suggest → dedup → search → rank → :class:`Recommendation`.
+
+Each stage is a LangChain runnable, so the chain supports ``invoke``, ``batch``, ``stream``,
+``astream_events`` and callbacks (each stage shows up as its own run, named after the stage).
+The stages are batch-aware: ``chain.batch(needs)`` sends the rewrite prompts of all needs in one
+batched generate call, and the suggest prompts of all needs and all their paraphrases in another.
+
+    from agent import build_chain
+    chain = build_chain(paraphrases=2)
+    chain.invoke("something to dig food").products
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseLanguageModel
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+
+from agent.config import Settings, get_settings
+from agent.dedup import merge_suggestions
+from agent.parsing import parse_paraphrases, parse_products
+from agent.prompts import load_template, render_prompt
+from agent.schemas import Listing, Recommendation, Suggestion
+from agent.validation import validate_need
+from tools.base import SearchBackend, SearchQuery
+
+State = dict[str, Any]
+StageFunction = Callable[[list[State], list[RunnableConfig]], list[State]]
+
+NO_PARAPHRASE_WARNING = "The rewrite step produced no usable paraphrase; the need was used alone."
+NO_PRODUCT_WARNING = "The model proposed no usable product type for this need; try rephrasing it."
+
+
+class Stage(Runnable[State, State]):
+    """A named chain stage whose function sees the whole batch at once (so it can batch the model)."""
+
+    def __init__(self, name: str, function: StageFunction) -> None:
+        self.name = name
+        self._function = function
+
+    def invoke(self, input: State, config: RunnableConfig | None = None, **kwargs: Any) -> State:
+        return self.batch([input], config)[0]
+
+    def batch(
+        self,
+        inputs: list[State],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[State]:
+        return self._batch_with_config(self._timed, inputs, config, return_exceptions=return_exceptions)
+
+    def _timed(self, states: list[State], config: list[RunnableConfig]) -> list[State]:
+        started = time.perf_counter()
+        results = self._function(states, config)
+        elapsed = round(time.perf_counter() - started, 4)
+        for state in results:
+            state["timings"][self.name] = elapsed  # a batch shares one figure: the stage's wall time
+        return results
+
+
+def _start(need: object) -> State:
+    """Validate the input (a need string, or a mapping with a ``need`` key) into the chain's state."""
+    if isinstance(need, dict):
+        need = need.get("need")
+    return {"need": validate_need(need), "paraphrases": [], "proposals": [], "suggestions": [],
+            "listings": [], "warnings": [], "timings": {}, "started": time.perf_counter()}
+
+
+def _finish(state: State) -> Recommendation:
+    timings = dict(state["timings"])
+    timings["total"] = round(time.perf_counter() - state["started"], 4)
+    return Recommendation(
+        need=state["need"],
+        paraphrases=state["paraphrases"],
+        suggestions=state["suggestions"],
+        listings=state["listings"],
+        warnings=state["warnings"],
+        timings=timings,
+    )
+
+
+class WhazzatChain:
+    """Builds the stages from settings, a language model and a search backend."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        llm: BaseLanguageModel,
+        backend: SearchBackend,
+        similarity: Callable[[Sequence[str]], list[list[float]]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.llm = llm
+        self.backend = backend
+        self.similarity = similarity
+        # HuggingFacePipeline exposes the tokenizer (for the chat template and to detect cut-off
+        # answers); fake LLMs in tests have none and get a plain prompt layout.
+        self.tokenizer = getattr(getattr(llm, "pipeline", None), "tokenizer", None)
+
+    def runnable(self) -> Runnable[Any, Recommendation]:
+        return (
+            RunnableLambda(_start, name="validate")
+            | Stage("rewrite", self._rewrite)
+            | Stage("suggest", self._suggest)
+            | Stage("dedup", self._dedup)
+            | Stage("search", self._search)
+            | Stage("rank", self._rank)
+            | RunnableLambda(_finish, name="recommendation")
+        ).with_config(run_name="whazzat")
+
+    # --- stages ---------------------------------------------------------------------------------------
+    def _generate(self, prompts: list[str], configs: list[RunnableConfig], max_new_tokens: int) -> list[str]:
+        if not prompts:
+            return []
+        bound = self.llm.bind(pipeline_kwargs={"max_new_tokens": max_new_tokens})
+        return [str(getattr(out, "content", out)) for out in bound.batch(prompts, configs)]
+
+    def _rewrite(self, states: list[State], configs: list[RunnableConfig]) -> list[State]:
+        n = self.settings.paraphrases
+        if n == 0:
+            return states
+        template = load_template("rewrite")
+        prompts = [render_prompt(self.tokenizer, "rewrite", need=s["need"], n=n) for s in states]
+        answers = self._generate(prompts, configs, self.settings.max_new_tokens_rewrite)
+        for state, answer in zip(states, answers, strict=True):
+            echoed = tuple(message["content"] for message in template.messages(need=state["need"], n=n))
+            state["paraphrases"] = parse_paraphrases(answer, state["need"], n, echoed=echoed)
+            if not state["paraphrases"]:
+                state["warnings"].append(NO_PARAPHRASE_WARNING)
+        return states
+
+    def _suggest(self, states: list[State], configs: list[RunnableConfig]) -> list[State]:
+        # One flat batch over every need and every paraphrase: one batched generate call.
+        owners: list[int] = []
+        asked: list[str] = []
+        prompt_configs: list[RunnableConfig] = []
+        for index, state in enumerate(states):
+            for text in [state["need"], *state["paraphrases"]]:
+                owners.append(index)
+                asked.append(text)
+                prompt_configs.append(configs[index])
+        prompts = [render_prompt(self.tokenizer, "suggest", need=text) for text in asked]
+        limit = self.settings.max_new_tokens_suggest
+        answers = self._generate(prompts, prompt_configs, limit)
+        for owner, text, answer in zip(owners, asked, answers, strict=True):
+            products = parse_products(answer, truncated=self._hit_token_limit(answer, limit))
+            states[owner]["proposals"].append((text, products))
+        return states
+
+    def _hit_token_limit(self, answer: str, limit: int) -> bool:
+        if self.tokenizer is None:
+            return False
+        return len(self.tokenizer(answer, add_special_tokens=False)["input_ids"]) >= limit - 1
+
+    def _dedup(self, states: list[State], configs: list[RunnableConfig]) -> list[State]:
+        semantic = self.settings.semantic_threshold if self.settings.semantic_dedup else None
+        for state in states:
+            suggestions = merge_suggestions(
+                state.pop("proposals"),
+                fuzzy_threshold=self.settings.fuzzy_threshold,
+                semantic_threshold=semantic,
+                similarity=self.similarity,
+                limit=self.settings.max_products,
+            )
+            state["suggestions"] = [suggestion.model_dump() for suggestion in suggestions]
+            if not suggestions:
+                state["warnings"].append(NO_PRODUCT_WARNING)
+        return states
+
+    def _search(self, states: list[State], configs: list[RunnableConfig]) -> list[State]:
+        for state in states:
+            queries = [
+                SearchQuery(keyword=suggestion["product"], domain=self.settings.domain)
+                for suggestion in state["suggestions"]
+            ]
+            outcome = self.backend.search_many(queries)
+            state["listings"] = [listing.model_dump() for listing in outcome.listings]
+            state["warnings"].extend(outcome.warnings)
+        return states
+
+    def _rank(self, states: list[State], configs: list[RunnableConfig]) -> list[State]:
+        from agent.ranking import rank_listings
+
+        for state in states:
+            ranked = rank_listings(
+                [Listing.model_validate(listing) for listing in state["listings"]],
+                [Suggestion.model_validate(suggestion) for suggestion in state["suggestions"]],
+                budget=self.settings.budget,
+                top_k=self.settings.top_k,
+            )
+            state["listings"] = [listing.model_dump() for listing in ranked]
+        return states
+
+
+def build_chain(
+    settings: Settings | None = None,
+    *,
+    llm: BaseLanguageModel | None = None,
+    backend: SearchBackend | None = None,
+    similarity: Callable[[Sequence[str]], list[list[float]]] | None = None,
+    **overrides: Any,
+) -> Runnable[Any, Recommendation]:
+    """The Whazzat chain. Settings come from the environment, then ``settings``, then ``overrides``
+    (e.g. ``build_chain(paraphrases=2, domain="de")``). ``llm`` and ``backend`` replace the model and the
+    search backend (tests pass fakes); by default the model loads once per process and is reused."""
+    if settings is not None:
+        base = settings.model_dump()
+        base.update({key: value for key, value in overrides.items() if value is not None})
+        settings = Settings.model_validate(base)
+    else:
+        settings = get_settings(**overrides)
+    if llm is None:
+        from agent.llm import load_llm
+
+        llm = load_llm(settings)
+    if backend is None:
+        from tools.registry import make_backend
+
+        backend = make_backend(settings)
+    return WhazzatChain(settings, llm, backend, similarity).runnable()
+
+
+_default_chains: dict[str, Runnable[Any, Recommendation]] = {}
+_default_lock = threading.Lock()
+
+
+def recommend(need: str, **overrides: Any) -> Recommendation:
+    """Answer one need with the default chain (built once per distinct set of overrides)."""
+    key = repr(sorted(overrides.items()))
+    with _default_lock:
+        if key not in _default_chains:
+            _default_chains[key] = build_chain(**overrides)
+        chain = _default_chains[key]
+    return chain.invoke(need)

@@ -1,0 +1,170 @@
+"""The ``whazzat`` command line. Heavy libraries (torch, transformers) are imported inside commands, so
+``whazzat --help`` answers at once."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from agent.config import AMAZON_DOMAINS, BACKENDS, MAX_PARAPHRASES
+
+if TYPE_CHECKING:
+    from agent.config import Settings
+    from agent.schemas import Recommendation
+
+app = typer.Typer(
+    name="whazzat",
+    help=(
+        "Turn a vague need into product types and buyable links.\n\n"
+        "Example: whazzat ask \"something to dig food\"\n\n"
+        "Runs on the embedded SmolLM2-135M model with the project's fine-tuned adapter by default; "
+        "no key and no GPU needed. Set RAPIDAPI_KEY and use --backend axesso for real Amazon listings."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+NeedArgument = Annotated[str, typer.Argument(help="What you need, in your own words, e.g. 'my back hurts'.")]
+ParaphrasesOption = Annotated[
+    int,
+    typer.Option("--paraphrases", "-p", help=f"Rewrites of the need to ask the model with (0-{MAX_PARAPHRASES}); "
+                 "more rewrites find more product types but take longer."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout, nothing else.")]
+ModelOption = Annotated[
+    str | None, typer.Option("--model", help="A Hugging Face model id or local directory instead of the embedded model.")
+]
+AdapterOption = Annotated[str | None, typer.Option("--adapter", help="A LoRA adapter directory to apply.")]
+NoAdapterOption = Annotated[
+    bool, typer.Option("--no-adapter", help="Run the base model without the fine-tuned adapter (to compare).")
+]
+
+
+def fail(message: str) -> NoReturn:
+    """One clear line on stderr and exit code 2: the user can fix this."""
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings from the environment plus flags, or a one-line error naming the flag to fix."""
+    from pydantic import ValidationError
+
+    from agent.config import get_settings
+
+    try:
+        return get_settings(**overrides)
+    except ValidationError as error:
+        first = error.errors()[0]
+        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "a setting"
+        fail(f"{flag}: {first['msg']} (got {first.get('input')!r})")
+
+
+def _check_choice(value: str | None, choices: tuple[str, ...], flag: str) -> None:
+    if value is not None and value not in choices:
+        fail(f"{flag} must be one of {', '.join(choices)} (got {value!r})")
+
+
+def _quiet_libraries() -> None:
+    """Keep stderr for our own progress: silence transformers' load bars and advisory warnings."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def run_chain(need: str, settings: Settings, quiet: bool) -> Recommendation:
+    """Validate, build the chain and answer, turning the project's errors into one-line messages."""
+    from rich.console import Console
+
+    from agent.errors import WhazzatError
+    from agent.validation import validate_need
+
+    try:
+        need = validate_need(need)
+        _quiet_libraries()
+        from agent.chain import build_chain
+
+        console = Console(stderr=True, quiet=quiet)
+        with console.status("Loading the model..."):
+            chain = build_chain(settings)
+        with console.status(f"Thinking about “{need}”..."):
+            return chain.invoke(need)
+    except WhazzatError as error:
+        fail(str(error))
+
+
+@app.command()
+def ask(
+    need: NeedArgument,
+    paraphrases: ParaphrasesOption = 4,
+    top: Annotated[int, typer.Option("--top", "-k", help="How many listings to show.")] = 10,
+    backend: Annotated[str, typer.Option(help=f"Where to find products: {', '.join(BACKENDS)}.")] = "links",
+    domain: Annotated[str, typer.Option(help=f"Amazon marketplace: {', '.join(AMAZON_DOMAINS)}.")] = "com",
+    budget: Annotated[float | None, typer.Option(help="Maximum price per item (axesso and catalog backends).")] = None,
+    model: ModelOption = None,
+    adapter: AdapterOption = None,
+    no_adapter: NoAdapterOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Answer a need with product types and links (the whole chain).
+
+    \b
+    Examples:
+      whazzat ask "something to dig food"
+      whazzat ask "gift for a dad who loves fishing" --domain co.uk --top 5
+      whazzat ask "my back hurts after sitting all day" --json
+    """
+    _check_choice(backend, BACKENDS, "--backend")
+    _check_choice(domain, AMAZON_DOMAINS, "--domain")
+    settings = make_settings(paraphrases=paraphrases, top_k=top, backend=backend, domain=domain,
+                             budget=budget, model=model, adapter=adapter, no_adapter=no_adapter or None)
+    result = run_chain(need, settings, quiet=json_output)
+    if json_output:
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        from agent.render import print_recommendation
+
+        print_recommendation(result)
+
+
+@app.command()
+def suggest(
+    need: NeedArgument,
+    paraphrases: ParaphrasesOption = 4,
+    model: ModelOption = None,
+    adapter: AdapterOption = None,
+    no_adapter: NoAdapterOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Show the paraphrases and product types for a need, without searching for listings.
+
+    \b
+    Example:
+      whazzat suggest "first camping trip next month" --paraphrases 2
+    """
+    settings = make_settings(paraphrases=paraphrases, model=model, adapter=adapter,
+                             no_adapter=no_adapter or None, backend="links")
+    result = run_chain(need, settings, quiet=json_output)
+    result = result.model_copy(update={"listings": []})
+    if json_output:
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        from agent.render import print_recommendation
+
+        print_recommendation(result)
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    sys.exit(app())

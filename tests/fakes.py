@@ -1,0 +1,48 @@
+"""A fake language model that answers like the fine-tuned model, keyed on what the prompt asks."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from langchain_core.language_models.llms import LLM
+
+DEFAULT_PRODUCTS = {
+    "something to dig food": "garden trowel, hand rake, kneeling pad, garden gloves",
+    "a tool for digging in the garden": "garden trowel, shovel, garden gloves",
+    "I need to dig up vegetables": "garden shovel, garden trowels, harvest basket",
+    "digging food out of the ground": "Garden Trowel, garden fork",
+}
+DEFAULT_REWRITES = {
+    "something to dig food": "1. a tool for digging in the garden\n2. \"I need to dig up vegetables\"\n"
+    "- digging food out of the ground\nsomething to dig food",
+}
+
+
+class FakeWhazzatLLM(LLM):
+    """Answers rewrite prompts from ``rewrites`` and suggest prompts from ``products`` (by need);
+    records every prompt it saw, and how many generate calls were made."""
+
+    rewrites: dict[str, str] = DEFAULT_REWRITES
+    products: dict[str, str] = DEFAULT_PRODUCTS
+    fallback_products: str = "notebook, pen, desk lamp"
+    prompts: list[str] = []
+    generate_calls: int = 0
+
+    @property
+    def _llm_type(self) -> str:
+        return "fake-whazzat"
+
+    def _generate(self, prompts: list[str], *args: Any, **kwargs: Any):  # noqa: ANN202
+        self.generate_calls += 1
+        return super()._generate(prompts, *args, **kwargs)
+
+    def _call(self, prompt: str, stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any) -> str:
+        self.prompts.append(prompt)
+        rewrite = re.search(r"Write \d+ rewrites of this need: (.+)", prompt)
+        if rewrite:
+            need = rewrite.group(1).strip()
+            return self.rewrites.get(need, "")
+        suggest = re.search(r"Need: (.+)", prompt)
+        need = suggest.group(1).strip() if suggest else ""
+        return self.products.get(need, self.fallback_products)
