@@ -83,7 +83,9 @@ def reviews_part(reviews: int | None) -> float:
 
 def is_search_link(listing: Listing) -> bool:
     """A marketplace search page (links backend), not a product."""
-    return listing.asin is None and listing.price is None and listing.rating is None and listing.reviews is None
+    return (
+        listing.asin is None and listing.price is None and listing.rating is None and listing.reviews is None
+    )
 
 
 def rank_listings(

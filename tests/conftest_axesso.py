@@ -1,6 +1,7 @@
 """Shared fixtures and builders for the search-backend and ranking tests (no network).
 
-Import what a test module needs: ``from tests.conftest_axesso import axesso_server, make_settings, ...``.
+Test modules import fixtures by function name (``fixture_server`` provides the fixture ``server``, so a
+test's parameter does not shadow the import) and the builders (``make_settings``, ``product``...) directly.
 The local server speaks Axesso's schema (DESIGN.md §5); it is threaded so slow handlers and concurrent
 searches behave like the real API.
 """
@@ -28,9 +29,9 @@ SEARCH_PATH = "/amz/amazon-search-by-keyword-asin"
 _serial = itertools.count(1)
 
 
-@pytest.fixture(scope="session")
-def axesso_server() -> Iterator[HTTPServer]:
-    """A threaded local HTTP server, cleared before each use by :func:`server`."""
+@pytest.fixture(scope="session", name="axesso_server")
+def fixture_axesso_server() -> Iterator[HTTPServer]:
+    """A threaded local HTTP server for the session; tests use ``server``, which clears it."""
     server = HTTPServer(host="127.0.0.1", threaded=True)
     server.start()
     yield server
@@ -39,8 +40,8 @@ def axesso_server() -> Iterator[HTTPServer]:
         server.stop()
 
 
-@pytest.fixture
-def server(axesso_server: HTTPServer) -> Iterator[HTTPServer]:
+@pytest.fixture(name="server")
+def fixture_server(axesso_server: HTTPServer) -> Iterator[HTTPServer]:
     axesso_server.clear()
     yield axesso_server
     axesso_server.clear()
@@ -72,8 +73,8 @@ class SlowHandler:
             time.sleep(0.01)
 
 
-@pytest.fixture
-def slow_handler() -> Iterator[Any]:
+@pytest.fixture(name="slow_handler")
+def fixture_slow_handler() -> Iterator[Any]:
     """Factory of :class:`SlowHandler`; waits for their requests to finish so no test sees another's."""
     made: list[SlowHandler] = []
 
@@ -86,15 +87,21 @@ def slow_handler() -> Iterator[Any]:
         handler.wait_idle()
 
 
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(name="clean_env")
+def fixture_clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No real key or home from the developer's environment."""
-    for name in ("RAPIDAPI_KEY", "WHAZZAT_RAPIDAPI_KEY", "WHAZZAT_AXESSO_URL", "WHAZZAT_HOME", "WHAZZAT_NO_CACHE"):
+    for name in (
+        "RAPIDAPI_KEY",
+        "WHAZZAT_RAPIDAPI_KEY",
+        "WHAZZAT_AXESSO_URL",
+        "WHAZZAT_HOME",
+        "WHAZZAT_NO_CACHE",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture(scope="session")
-def minilm() -> object:
+@pytest.fixture(scope="session", name="minilm")
+def fixture_minilm() -> object:
     """Load MiniLM once per session (a few seconds); tests that rank or search catalogs use it."""
     from agent.embeddings import get_embedder
 
@@ -142,7 +149,9 @@ def product(**fields: Any) -> dict[str, Any]:
     return item
 
 
-def search_page(products: list[dict[str, Any]], keyword: str = "garden trowel", **fields: Any) -> dict[str, Any]:
+def search_page(
+    products: list[dict[str, Any]], keyword: str = "garden trowel", **fields: Any
+) -> dict[str, Any]:
     """A 2025-shape search response around ``products``."""
     page: dict[str, Any] = {
         "statusCode": 200,

@@ -10,18 +10,20 @@ import logging
 import time
 
 import pytest
-from tests.conftest_axesso import (  # noqa: F401 - fixtures
+
+from agent.config import Settings
+from tests.conftest_axesso import (  # noqa: F401 - fixtures are found by name
     FAKE_KEY,
     SEARCH_PATH,
-    axesso_server,
-    clean_env,
+    fixture_axesso_server,
+    fixture_clean_env,
+    fixture_server,
+    fixture_slow_handler,
     make_settings,
     product,
     search_page,
-    server,
-    slow_handler,
 )
-from agent.config import Settings
+from tools import cache as cache_module
 from tools.axesso import AxessoBackend, cache_key
 from tools.base import SearchQuery
 from tools.registry import make_backend
@@ -46,16 +48,29 @@ def settings(tmp_path, server):
 def test_success_returns_validated_listings_and_sends_the_expected_request(server, settings):
     server.expect_request(
         SEARCH_PATH,
-        query_string={"domainCode": "co.uk", "keyword": "garden trowel", "page": "2", "sortBy": "review-rank"},
-        headers={"X-RapidAPI-Key": FAKE_KEY, "X-RapidAPI-Host": "axesso-axesso-amazon-data-service-v1.p.rapidapi.com"},
-    ).respond_with_json(search_page([product(), product(asin="B000000002", dpUrl="https://www.amazon.co.uk/dp/B000000002")]))
+        query_string={
+            "domainCode": "co.uk",
+            "keyword": "garden trowel",
+            "page": "2",
+            "sortBy": "review-rank",
+        },
+        headers={
+            "X-RapidAPI-Key": FAKE_KEY,
+            "X-RapidAPI-Host": "axesso-axesso-amazon-data-service-v1.p.rapidapi.com",
+        },
+    ).respond_with_json(
+        search_page([product(), product(asin="B000000002", dpUrl="https://www.amazon.co.uk/dp/B000000002")])
+    )
 
     outcome = AxessoBackend(settings).search(q(domain="co.uk", page=2, sort="review-rank"))
 
     assert calls(server) == 1 and outcome.calls == 1 and outcome.cache_hits == 0
     assert outcome.warnings == []
     first, second = outcome.listings
-    assert first.url == "https://www.amazon.co.uk/Fiskars-Ergo-Trowel/dp/B00002N6U4/ref=sr_1_1?keywords=garden+trowel"
+    assert (
+        first.url
+        == "https://www.amazon.co.uk/Fiskars-Ergo-Trowel/dp/B00002N6U4/ref=sr_1_1?keywords=garden+trowel"
+    )
     assert (first.price, first.rating, first.reviews, first.prime) == (12.99, 4.7, 3000, True)
     assert first.product == "garden trowel"
     assert second.url == "https://www.amazon.co.uk/dp/B000000002"
@@ -67,7 +82,7 @@ def test_missing_and_extra_fields(server, settings):
         search_page([bare, product(price=None, productRating=None, countReview=None)], newPageField={"x": 1})
     )
     outcome = AxessoBackend(settings).search(q())
-    assert [x.url for x in outcome.listings][0] == "https://www.amazon.com/dp/B000000003"
+    assert outcome.listings[0].url == "https://www.amazon.com/dp/B000000003"
     assert all(x.price is None and x.rating is None for x in outcome.listings)
 
 
@@ -76,7 +91,9 @@ def test_older_response_shape(server, settings):
         "responseStatus": "PRODUCT_FOUND_RESPONSE",
         "responseMessage": "Product successfully found!",
         "foundProducts": ["B07KY8VKGK"],
-        "searchProductDetails": [{"productDescription": "JETech Case", "asin": "B07KY8VKGK", "countReview": 24079}],
+        "searchProductDetails": [
+            {"productDescription": "JETech Case", "asin": "B07KY8VKGK", "countReview": 24079}
+        ],
     }
     server.expect_request(SEARCH_PATH).respond_with_json(old)
     (only,) = AxessoBackend(settings).search(q("phone case")).listings
@@ -115,7 +132,9 @@ def test_429_with_retry_after_is_waited_out_then_succeeds(server, settings):
 
 
 def test_retry_after_over_the_cap_ends_retries_at_once(server, settings):
-    server.expect_request(SEARCH_PATH).respond_with_json({"message": "slow down"}, status=429, headers={"Retry-After": "3600"})
+    server.expect_request(SEARCH_PATH).respond_with_json(
+        {"message": "slow down"}, status=429, headers={"Retry-After": "3600"}
+    )
     started = time.monotonic()
     outcome = AxessoBackend(settings).search(q())
     assert time.monotonic() - started < 1.0
@@ -164,15 +183,20 @@ def test_read_timeout_is_retried(server, tmp_path, slow_handler):
 
 
 def test_read_timeout_every_time_falls_back(server, tmp_path, slow_handler):
-    settings = make_settings(tmp_path, server.url_for("").rstrip("/"), http_read_timeout=0.1, http_max_attempts=2)
+    settings = make_settings(
+        tmp_path, server.url_for("").rstrip("/"), http_read_timeout=0.1, http_max_attempts=2
+    )
     handler = slow_handler(0.3, search_page([product()]))
     server.expect_request(SEARCH_PATH).respond_with_handler(handler)
     outcome = AxessoBackend(settings).search(q())
-    assert outcome.warnings == [
+    expected = (
         "Axesso could not be reached (timed out after 2 attempts) for 'garden trowel'; "
         "showing Amazon search links instead."
-    ]
-    assert outcome.calls == 2 == handler.arrived and outcome.listings[0].url.startswith("https://www.amazon.com/s?")
+    )
+    assert outcome.warnings == [expected]
+    assert outcome.calls == 2 == handler.arrived and outcome.listings[0].url.startswith(
+        "https://www.amazon.com/s?"
+    )
 
 
 def test_server_down_still_answers_with_links(tmp_path):
@@ -188,7 +212,9 @@ def test_server_down_still_answers_with_links(tmp_path):
 
 # --- answers that are not results -----------------------------------------------------------------------
 def test_malformed_json_is_not_retried_nor_cached(server, settings):
-    server.expect_request(SEARCH_PATH).respond_with_data('{"searchProductDetails": [', content_type="application/json")
+    server.expect_request(SEARCH_PATH).respond_with_data(
+        '{"searchProductDetails": [', content_type="application/json"
+    )
     backend = AxessoBackend(settings)
     outcome = backend.search(q())
     assert calls(server) == 1
@@ -209,11 +235,25 @@ def test_empty_results_fall_back_to_a_link_and_are_cached(server, settings):
 @pytest.mark.parametrize(
     ("status", "body", "expected"),
     [
-        (400, {"logref": "error", "message": "Required String parameter 'keyword' is not present", "links": []},
-         "refused the request (HTTP 400: Required String parameter 'keyword' is not present)"),
-        (404, {"logref": "error", "message": "could not find product for parametes domainCode: com", "links": []},
-         "found no listings"),
-        (401, {"message": "Invalid API key."}, "rejected the key (HTTP 401: Invalid API key.): check RAPIDAPI_KEY"),
+        (
+            400,
+            {"logref": "error", "message": "Required String parameter 'keyword' is not present", "links": []},
+            "refused the request (HTTP 400: Required String parameter 'keyword' is not present)",
+        ),
+        (
+            404,
+            {
+                "logref": "error",
+                "message": "could not find product for parametes domainCode: com",
+                "links": [],
+            },
+            "found no listings",
+        ),
+        (
+            401,
+            {"message": "Invalid API key."},
+            "rejected the key (HTTP 401: Invalid API key.): check RAPIDAPI_KEY",
+        ),
         (403, {"message": "You are not subscribed to this API."}, "rejected the key (HTTP 403"),
     ],
 )
@@ -317,6 +357,26 @@ def test_ratelimit_floor_stops_calls_and_is_remembered(server, tmp_path):
     assert calls(server) == 1
 
 
+def test_remembered_budget_ends_at_rapidapis_reset(server, tmp_path, monkeypatch):
+    settings = make_settings(tmp_path, server.url_for("").rstrip("/"), ratelimit_floor=5)
+    server.expect_request(SEARCH_PATH).respond_with_json(
+        search_page([product()]),
+        headers={"x-ratelimit-requests-remaining": "3", "x-ratelimit-requests-reset": "3600"},
+    )
+    now = [time.time()]
+    monkeypatch.setattr(cache_module.time, "time", lambda: now[0])
+    AxessoBackend(settings).search(q("garden trowel"))
+    now[0] += 3000
+    AxessoBackend(settings).search(q("kneeling pad"))  # blocked, and must not extend the block
+    assert calls(server) == 1
+    now[0] += 700  # past the reset
+    assert AxessoBackend(settings).search(q("garden gloves")).warnings == []
+    assert calls(server) == 2
+    # --no-cache also ignores a remembered budget (the user asked for fresh results).
+    AxessoBackend(settings.model_copy(update={"no_cache": True})).search(q("garden gloves"))
+    assert calls(server) == 3
+
+
 def test_the_key_never_leaks(server, settings, caplog, capsys):
     """Through successes, retries, failures and an error body that echoes the key back."""
     server.expect_oneshot_request(SEARCH_PATH).respond_with_data("down", status=503)
@@ -330,15 +390,27 @@ def test_the_key_never_leaks(server, settings, caplog, capsys):
     broken = AxessoBackend(make_settings(settings.home_dir / "other"))  # connection refused
     outcomes.append(broken.search(q("garden gloves")))
     printed = capsys.readouterr()
-    texts = [caplog.text, printed.out, printed.err, repr(backend), str(backend), repr(settings), str(settings),
-             settings.model_dump_json(), *(o.model_dump_json() for o in outcomes), *(r.getMessage() for r in caplog.records)]
+    texts = [
+        caplog.text,
+        printed.out,
+        printed.err,
+        repr(backend),
+        str(backend),
+        repr(settings),
+        str(settings),
+        settings.model_dump_json(),
+        *(o.model_dump_json() for o in outcomes),
+        *(r.getMessage() for r in caplog.records),
+    ]
     assert "***" in outcomes[1].warnings[0]  # the echoed key was scrubbed
     for text in texts:
         assert FAKE_KEY not in text
 
 
 def test_environment_variables_configure_the_backend(server, tmp_path, monkeypatch):
-    server.expect_request(SEARCH_PATH, headers={"X-RapidAPI-Key": FAKE_KEY}).respond_with_json(search_page([product()]))
+    server.expect_request(SEARCH_PATH, headers={"X-RapidAPI-Key": FAKE_KEY}).respond_with_json(
+        search_page([product()])
+    )
     monkeypatch.setenv("RAPIDAPI_KEY", FAKE_KEY)
     monkeypatch.setenv("WHAZZAT_AXESSO_URL", server.url_for("").rstrip("/"))
     monkeypatch.setenv("WHAZZAT_HOME", str(tmp_path))

@@ -7,10 +7,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from tests.conftest_axesso import product, search_page
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.conftest_axesso import product, search_page
 from tools.axesso_parse import (
     AMAZON_IMAGE_HOSTS,
     AxessoApiError,
@@ -24,7 +24,11 @@ from tools.values import parse_bool, parse_count, parse_price, parse_rating
 _ROOT = Path(__file__).resolve().parents[1]
 #: Axesso's documented examples: in the repo's data/ if vendored, else the shared checkout beside it.
 EXAMPLES = next(
-    (path for path in (_ROOT / "data" / "axesso", _ROOT.parent / "shared" / "data" / "axesso") if path.is_dir()),
+    (
+        path
+        for path in (_ROOT / "data" / "axesso", _ROOT.parent / "shared" / "data" / "axesso")
+        if path.is_dir()
+    ),
     _ROOT / "data" / "axesso",
 )
 
@@ -41,7 +45,9 @@ def test_2025_example_item_is_read_with_page_fields_merged_in():
     (item,) = parsed.listings
     assert item.product == "fidget toy"
     assert item.title.startswith("Shashibo Shape Shifting Box")
-    assert item.url.startswith("https://www.amazon.com/Shashibo-Shape-Shifting-Box-Award-Winning/dp/B07W5QM4DP/")
+    assert item.url.startswith(
+        "https://www.amazon.com/Shashibo-Shape-Shifting-Box-Award-Winning/dp/B07W5QM4DP/"
+    )
     assert (item.price, item.rating, item.reviews, item.asin) == (24.99, 4.6, 758, "B07W5QM4DP")
     assert item.image == "https://m.media-amazon.com/images/I/71FDJXk6qhL._AC_UL320_.jpg"
     assert (item.sponsored, item.prime) == (False, False)
@@ -71,8 +77,16 @@ def test_2025_page_with_a_product_list():
 
 def test_missing_and_extra_fields_are_tolerated():
     bare = {"productDescription": "Trowel", "asin": "B000000003", "brandNewField": {"x": 1}}
-    odd = product(asin="B000000004", dpUrl=None, price="$1,299.99", countReview="1,234", productRating=None,
-                  prime="true", sponsored=None, variations=[{"a": 1}])
+    odd = product(
+        asin="B000000004",
+        dpUrl=None,
+        price="$1,299.99",
+        countReview="1,234",
+        productRating=None,
+        prime="true",
+        sponsored=None,
+        variations=[{"a": 1}],
+    )
     parsed = parse_search(search_page([bare, odd], extraPageField=True), keyword="trowel", domain="com")
     first, second = parsed.listings
     assert first.url == "https://www.amazon.com/dp/B000000003"
@@ -174,7 +188,16 @@ def test_ratings(raw, rating):
 
 @pytest.mark.parametrize(
     ("raw", "count"),
-    [(758, 758), ("1,234", 1234), ("1.234", 1234), (12.0, 12), (12.5, None), (-3, None), ("many", None), (None, None)],
+    [
+        (758, 758),
+        ("1,234", 1234),
+        ("1.234", 1234),
+        (12.0, 12),
+        (12.5, None),
+        (-3, None),
+        ("many", None),
+        (None, None),
+    ],
 )
 def test_review_counts(raw, count):
     assert parse_count(raw) == count
@@ -182,15 +205,34 @@ def test_review_counts(raw, count):
 
 @pytest.mark.parametrize(
     ("raw", "price"),
-    [(24.99, 24.99), ("$24.99", 24.99), ("1.299,99 €", 1299.99), ("£1,299", 1299.0), (0, None), (-1, None),
-     ("", None), (None, None), (float("inf"), None)],
+    [
+        (24.99, 24.99),
+        ("$24.99", 24.99),
+        ("1.299,99 €", 1299.99),
+        ("£1,299", 1299.0),
+        (0, None),
+        (-1, None),
+        ("", None),
+        (None, None),
+        (float("inf"), None),
+    ],
 )
 def test_prices(raw, price):
     assert parse_price(raw) == price
 
 
-@pytest.mark.parametrize(("raw", "flag"), [(True, True), ("true", True), (1, True), (False, False), (None, False),
-                                          ("no", False), ("sponsored", False)])
+@pytest.mark.parametrize(
+    ("raw", "flag"),
+    [
+        (True, True),
+        ("true", True),
+        (1, True),
+        (False, False),
+        (None, False),
+        ("no", False),
+        ("sponsored", False),
+    ],
+)
 def test_flags(raw, flag):
     assert parse_bool(raw) is flag
 
@@ -205,4 +247,7 @@ def test_empty_results_and_junk_items():
     assert parse_search(search_page([]), keyword="x", domain="com").listings == []
     parsed = parse_search(search_page([None, 3, "x", product()]), keyword="x", domain="com")
     assert len(parsed.listings) == 1
-    assert parse_search({"statusCode": 200, "statusMessage": "NOT_FOUND"}, keyword="x", domain="com").listings == []
+    assert (
+        parse_search({"statusCode": 200, "statusMessage": "NOT_FOUND"}, keyword="x", domain="com").listings
+        == []
+    )

@@ -13,14 +13,14 @@ from langchain_tests.unit_tests import ToolsUnitTests
 from pydantic import ValidationError
 
 from agent.config import Settings
-from tests.conftest_axesso import (  # noqa: F401 - fixtures
+from tests.conftest_axesso import (  # noqa: F401 - fixtures are found by name
     FAKE_KEY,
     SEARCH_PATH,
-    axesso_server,
+    fixture_axesso_server,
+    fixture_server,
     make_settings,
     product,
     search_page,
-    server,
 )
 from tools.axesso import AxessoSearchInput, AxessoSearchTool
 from tools.base import SearchOutcome
@@ -86,19 +86,34 @@ def test_invalid_arguments_are_refused(args):
 
 def test_keyword_is_trimmed_and_defaults_apply():
     args = AxessoSearchInput(keyword="  garden   trowel ")
-    assert (args.keyword, args.domain, args.page, args.sort) == ("garden trowel", "com", 1, "relevanceblender")
+    assert (args.keyword, args.domain, args.page, args.sort) == (
+        "garden trowel",
+        "com",
+        1,
+        "relevanceblender",
+    )
     assert AxessoSearchInput(keyword="x" * 80, domain="co.uk", page=5, sort="review-rank").page == 5
 
 
 # --- calling it --------------------------------------------------------------------------------------
 def test_tool_call_returns_json_content_and_the_outcome_as_artifact(server, tmp_path):
-    server.expect_request(SEARCH_PATH, query_string={"domainCode": "de", "keyword": "Gartenkelle", "page": "1",
-                                                     "sortBy": "relevanceblender"}).respond_with_json(
-        search_page([product(dpUrl="/Kelle/dp/B00002N6U4")])
-    )
+    server.expect_request(
+        SEARCH_PATH,
+        query_string={
+            "domainCode": "de",
+            "keyword": "Gartenkelle",
+            "page": "1",
+            "sortBy": "relevanceblender",
+        },
+    ).respond_with_json(search_page([product(dpUrl="/Kelle/dp/B00002N6U4")]))
     tool = AxessoSearchTool(settings=make_settings(tmp_path, server.url_for("").rstrip("/")))
     message = tool.invoke(
-        {"name": tool.name, "args": {"keyword": "Gartenkelle", "domain": "de"}, "id": "1", "type": "tool_call"}
+        {
+            "name": tool.name,
+            "args": {"keyword": "Gartenkelle", "domain": "de"},
+            "id": "1",
+            "type": "tool_call",
+        }
     )
     content = json.loads(message.content)
     assert content["listings"][0]["url"] == "https://www.amazon.de/Kelle/dp/B00002N6U4"
@@ -111,7 +126,14 @@ def test_tool_without_a_key_answers_with_a_link_and_a_warning(tmp_path):
     tool = AxessoSearchTool(settings=Settings(home=tmp_path, rapidapi_key=None))
     content = json.loads(tool.invoke({"keyword": "garden trowel"}))
     assert content["listings"] == [
-        {"title": "Search Amazon for “garden trowel”", "url": "https://www.amazon.com/s?k=garden+trowel",
-         "price": None, "rating": None, "reviews": None, "prime": False, "sponsored": False}
+        {
+            "title": "Search Amazon for “garden trowel”",
+            "url": "https://www.amazon.com/s?k=garden+trowel",
+            "price": None,
+            "rating": None,
+            "reviews": None,
+            "prime": False,
+            "sponsored": False,
+        }
     ]
     assert "RAPIDAPI_KEY is not set" in content["warnings"][0]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from agent.config import Settings
-from tests.conftest_axesso import minilm  # noqa: F401 - fixture
+from tests.conftest_axesso import fixture_minilm  # noqa: F401 - fixtures are found by name
 from tools.axesso import AxessoBackend
 from tools.base import SearchQuery
 from tools.catalog import (
@@ -22,12 +22,33 @@ from tools.links import LinksBackend
 from tools.registry import CatalogNotConfiguredError, make_backend
 
 ROWS = [
-    {"title": "Fiskars Ergo Garden Trowel", "url": "https://shop.example/trowel", "price": 12.99, "rating": 4.7,
-     "reviews": 3000, "image": "https://shop.example/trowel.jpg", "category": "Garden"},
-    {"title": "Hand shovel for potting plants", "url": "https://shop.example/shovel", "price": "8,50 €",
-     "rating": "4.1 out of 5 stars", "reviews": "90", "image": "", "category": "Garden"},
-    {"title": "Burr Coffee Grinder", "url": "https://shop.example/grinder", "price": 49, "rating": 4.4,
-     "reviews": 800, "image": None, "category": "Kitchen"},
+    {
+        "title": "Fiskars Ergo Garden Trowel",
+        "url": "https://shop.example/trowel",
+        "price": 12.99,
+        "rating": 4.7,
+        "reviews": 3000,
+        "image": "https://shop.example/trowel.jpg",
+        "category": "Garden",
+    },
+    {
+        "title": "Hand shovel for potting plants",
+        "url": "https://shop.example/shovel",
+        "price": "8,50 €",
+        "rating": "4.1 out of 5 stars",
+        "reviews": "90",
+        "image": "",
+        "category": "Garden",
+    },
+    {
+        "title": "Burr Coffee Grinder",
+        "url": "https://shop.example/grinder",
+        "price": 49,
+        "rating": 4.4,
+        "reviews": 800,
+        "image": None,
+        "category": "Kitchen",
+    },
     {"title": "Bamboo Cutting Board", "url": "https://shop.example/board", "category": "Kitchen"},
 ]
 
@@ -100,15 +121,20 @@ def test_unknown_format(tmp_path):
 
 
 def test_invalid_rows_are_skipped_and_reported(tmp_path, minilm):
-    rows = [*ROWS, {"title": "Evil", "url": "javascript:alert(1)"}, {"title": "", "url": "https://shop.example/x"}]
+    rows = [
+        *ROWS,
+        {"title": "Evil", "url": "javascript:alert(1)"},
+        {"title": "", "url": "https://shop.example/x"},
+    ]
     path = write_jsonl(tmp_path / "shop.jsonl", rows)
     with path.open("a") as handle:
         handle.write("{not json\n")
     catalog = load_catalog(path)
     assert (len(catalog.rows), catalog.skipped) == (4, 3)
     outcome = CatalogBackend(catalog).search(SearchQuery(keyword="garden trowel"))
-    assert "skipped 3 invalid row(s) (first: line 5: Value error, url must be an absolute https:// URL)" in (
-        outcome.warnings[0]
+    assert (
+        "skipped 3 invalid row(s) (first: line 5: Value error, url must be an absolute https:// URL)"
+        in (outcome.warnings[0])
     )
 
 
@@ -121,7 +147,11 @@ def test_a_feed_without_any_valid_row_is_an_error(tmp_path):
 def test_search_finds_by_meaning_and_spelling(jsonl, minilm):
     backend = CatalogBackend.from_path(jsonl)
     outcome = backend.search_many(
-        [SearchQuery(keyword="garden trowel"), SearchQuery(keyword="coffee grinder"), SearchQuery(keyword="chainsaw")]
+        [
+            SearchQuery(keyword="garden trowel"),
+            SearchQuery(keyword="coffee grinder"),
+            SearchQuery(keyword="chainsaw"),
+        ]
     )
     by_type: dict[str, list[str]] = {}
     for item in outcome.listings:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,7 +20,7 @@ from agent.ranking import (
     shrunk_rating,
 )
 from agent.schemas import Listing, Suggestion
-from tests.conftest_axesso import listing, minilm  # noqa: F401 - fixture
+from tests.conftest_axesso import fixture_minilm, listing  # noqa: F401 - fixtures are found by name
 from tools.base import SearchQuery
 from tools.links import LinksBackend
 
@@ -36,7 +35,9 @@ def suggest(*products: str, votes: dict[str, int] | None = None) -> list[Suggest
 
 def rank(listings, suggestions=None, *, budget=None, top_k=10, **kwargs):
     suggestions = suggestions or suggest(*dict.fromkeys(x.product for x in listings))
-    return rank_listings(listings, suggestions, budget=budget, top_k=top_k, relevance=same_relevance, **kwargs)
+    return rank_listings(
+        listings, suggestions, budget=budget, top_k=top_k, relevance=same_relevance, **kwargs
+    )
 
 
 prices = st.one_of(st.none(), st.floats(min_value=0.01, max_value=5000, allow_nan=False))
@@ -164,14 +165,21 @@ def test_empty_and_all_filtered():
 
 # --- links backend -----------------------------------------------------------------------------------
 def test_links_keep_the_suggestions_order_by_votes_one_per_type():
-    suggestions = suggest("trowel", "gloves", "kneeling pad", votes={"trowel": 2, "gloves": 1, "kneeling pad": 3})
+    suggestions = suggest(
+        "trowel", "gloves", "kneeling pad", votes={"trowel": 2, "gloves": 1, "kneeling pad": 3}
+    )
     links = LinksBackend().search_many([SearchQuery(keyword=s.product) for s in suggestions]).listings
-    links.append(LinksBackend().search(SearchQuery(keyword="trowel", domain="de")).listings[0])  # a second one
+    links.append(
+        LinksBackend().search(SearchQuery(keyword="trowel", domain="de")).listings[0]
+    )  # a second one
     ranked = rank_listings(links, suggestions, budget=25.0, top_k=10)  # no model needed, budget irrelevant
     assert [x.product for x in ranked] == ["kneeling pad", "trowel", "gloves"]
     assert ranked[1].url == "https://www.amazon.com/s?k=trowel"
     assert ranked[0].score_parts == {"consensus": 1.0}
-    assert [x.product for x in rank_listings(links, suggestions, budget=None, top_k=2)] == ["kneeling pad", "trowel"]
+    assert [x.product for x in rank_listings(links, suggestions, budget=None, top_k=2)] == [
+        "kneeling pad",
+        "trowel",
+    ]
 
 
 def test_links_fallback_mixed_with_listings_stays_visible():
@@ -183,10 +191,22 @@ def test_links_fallback_mixed_with_listings_stays_visible():
 
 # --- with the real MiniLM ----------------------------------------------------------------------------
 def test_minilm_relevance_prefers_the_matching_title(minilm):
-    right = Listing(product="garden trowel", title="Fiskars Ergo Garden Trowel, Heavy Duty Hand Shovel",
-                    url="https://www.amazon.com/dp/B000000001", price=20.0, rating=4.5, reviews=500)
-    wrong = Listing(product="garden trowel", title="Stainless Steel Dinner Forks, Set of 12",
-                    url="https://www.amazon.com/dp/B000000002", price=20.0, rating=4.5, reviews=500)
+    right = Listing(
+        product="garden trowel",
+        title="Fiskars Ergo Garden Trowel, Heavy Duty Hand Shovel",
+        url="https://www.amazon.com/dp/B000000001",
+        price=20.0,
+        rating=4.5,
+        reviews=500,
+    )
+    wrong = Listing(
+        product="garden trowel",
+        title="Stainless Steel Dinner Forks, Set of 12",
+        url="https://www.amazon.com/dp/B000000002",
+        price=20.0,
+        rating=4.5,
+        reviews=500,
+    )
     ranked = rank_listings([wrong, right], suggest("garden trowel"), budget=None, top_k=2)
     assert ranked[0].url == right.url
     assert ranked[0].score_parts["relevance"] > ranked[1].score_parts["relevance"] + 0.2

@@ -22,7 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 
 from agent.config import Domain, Settings, get_settings
 from agent.schemas import Listing
-from tools.axesso_client import AxessoBudgetExhausted, AxessoClient, AxessoError, AxessoNotFound
+from tools.axesso_client import AxessoClient, AxessoError, AxessoNotFound
 from tools.axesso_parse import AxessoApiError, AxessoFormatError, parse_search
 from tools.base import SearchBackend, SearchOutcome, SearchQuery, SortBy
 from tools.cache import DiskCache
@@ -35,7 +35,9 @@ CACHE_FILE = "search-cache.sqlite3"
 _CACHE_VERSION = "v1"  # bump when the cached payload's meaning changes
 _BUDGET_KEY = f"axesso:{_CACHE_VERSION}:ratelimit"
 _NO_LISTINGS = "found no listings"
-_NO_KEY = "is not used: RAPIDAPI_KEY is not set (get a key for Axesso Amazon Data Service on rapidapi.com)"
+_NO_KEY = (
+    "is not used (RAPIDAPI_KEY is not set: get a key for the Axesso Amazon Data Service on rapidapi.com)"
+)
 
 
 def cache_key(query: SearchQuery) -> str:
@@ -112,7 +114,9 @@ class AxessoBackend(SearchBackend):
         try:
             return self._find_or_raise(query)
         except Exception as error:  # noqa: BLE001 - a bug here must not take the whole answer down
-            logger.warning("Axesso search for %r failed unexpectedly: %s", query.keyword, type(error).__name__)
+            logger.warning(
+                "Axesso search for %r failed unexpectedly: %s", query.keyword, type(error).__name__
+            )
             return self._fall_back(query, f"failed unexpectedly ({type(error).__name__})")
 
     def _find_or_raise(self, query: SearchQuery) -> _Found:
@@ -134,7 +138,9 @@ class AxessoBackend(SearchBackend):
         try:
             listings = self._listings(query, payload)
         except AxessoApiError as error:
-            return self._fall_back(query, f"answered with an error ({_scrub(str(error), self._key)})", calls=calls)
+            return self._fall_back(
+                query, f"answered with an error ({_scrub(str(error), self._key)})", calls=calls
+            )
         except AxessoFormatError as error:
             return self._fall_back(query, f"answered with an unexpected body ({error})", calls=calls)
         self._cache.set(key, payload)  # a valid answer, even an empty one, is worth keeping
@@ -152,7 +158,9 @@ class AxessoBackend(SearchBackend):
             )
         return parsed.listings
 
-    def _found(self, query: SearchQuery, listings: list[Listing], *, calls: int, cache_hit: bool = False) -> _Found:
+    def _found(
+        self, query: SearchQuery, listings: list[Listing], *, calls: int, cache_hit: bool = False
+    ) -> _Found:
         if not listings:
             found = self._fall_back(query, _NO_LISTINGS, calls=calls)
             found.cache_hit = cache_hit
@@ -165,8 +173,10 @@ class AxessoBackend(SearchBackend):
     # --- bookkeeping ---------------------------------------------------------------------------------
     def _remember_budget(self) -> None:
         """Keep RapidAPI's remaining-calls count for later runs, until its reset (or the cache TTL)."""
-        if self._client is not None and self._client.remaining is not None:
-            self._cache.set(_BUDGET_KEY, self._client.remaining, ttl_seconds=self._client.reset_seconds)
+        budget = self._client.reported_budget if self._client is not None else None
+        if budget is not None:
+            remaining, reset_seconds = budget
+            self._cache.set(_BUDGET_KEY, remaining, ttl_seconds=reset_seconds)
 
     def _merge(self, queries: list[SearchQuery], found: list[_Found]) -> SearchOutcome:
         outcome = SearchOutcome()
@@ -234,7 +244,9 @@ class AxessoSearchTool(BaseTool):
     response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
 
     settings: Settings = Field(default_factory=get_settings, description="Key, URL, cache and HTTP settings.")
-    backend: SearchBackend | None = Field(default=None, description="Backend to use; built from settings if None.")
+    backend: SearchBackend | None = Field(
+        default=None, description="Backend to use; built from settings if None."
+    )
     _backend: SearchBackend | None = PrivateAttr(default=None)
 
     @property

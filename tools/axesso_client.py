@@ -73,6 +73,7 @@ class AxessoClient:
         self._lock = threading.Lock()
         self._remaining: int | None = None
         self._reset_seconds: float | None = None
+        self._heard = False  # whether a response of this run reported the budget
         self._blocked: str | None = None  # why we stopped calling, once we did
 
     def __repr__(self) -> str:
@@ -80,17 +81,20 @@ class AxessoClient:
 
     # --- call budget ---------------------------------------------------------------------------------
     @property
-    def remaining(self) -> int | None:
-        """Calls RapidAPI said are left, from the latest response (None until one was seen)."""
-        return self._remaining
+    def reported_budget(self) -> tuple[int, float | None] | None:
+        """(calls left, seconds until reset) as a response of *this* run reported them, else None.
 
-    @property
-    def reset_seconds(self) -> float | None:
-        """Seconds until RapidAPI resets the budget, from the latest response that said so."""
-        return self._reset_seconds
+        A budget restored from an earlier run is not reported again, so remembering it does not extend it.
+        """
+        with self._lock:
+            return (
+                (self._remaining, self._reset_seconds)
+                if self._heard and self._remaining is not None
+                else None
+            )
 
     def restore_remaining(self, remaining: int) -> None:
-        """Start from a budget remembered from an earlier run (the cache keeps it)."""
+        """Start from a budget remembered from an earlier run (the cache keeps it until RapidAPI's reset)."""
         with self._lock:
             if self._remaining is None:
                 self._remaining = remaining
@@ -112,6 +116,7 @@ class AxessoClient:
             if remaining is not None:
                 crossing = self._remaining is None or self._remaining >= self._floor
                 self._remaining = remaining
+                self._heard = True
                 if remaining < self._floor and crossing:
                     logger.warning(
                         "RapidAPI reports %d Axesso calls left, under the floor of %d: no more calls.",
@@ -134,7 +139,12 @@ class AxessoClient:
         Raises an :class:`AxessoError` subclass for everything else, with a reason safe to show.
         """
         self._check_budget()
-        params = {"domainCode": query.domain, "keyword": query.keyword, "page": query.page, "sortBy": query.sort}
+        params = {
+            "domainCode": query.domain,
+            "keyword": query.keyword,
+            "page": query.page,
+            "sortBy": query.sort,
+        }
         headers = {
             "X-RapidAPI-Key": self._api_key.get_secret_value(),
             "X-RapidAPI-Host": RAPIDAPI_HOST,
@@ -188,7 +198,7 @@ def _int_header(response: requests.Response, name: str) -> int | None:
 
 
 def _error_message(response: requests.Response) -> str:
-    """": <Axesso's message>" from an error body, or "" when there is none."""
+    """ ": <Axesso's message>" from an error body, or "" when there is none."""
     try:
         body = response.json()
     except ValueError:

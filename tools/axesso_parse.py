@@ -116,7 +116,9 @@ def amazon_image(value: object) -> str | None:
 def to_listing(product: AxessoProduct, *, keyword: str, domain: str) -> Listing | None:
     """A validated listing, or None when the product has no usable title or URL."""
     title = clean_title(product.title)
-    asin = product.asin.strip() if isinstance(product.asin, str) and _ASIN.match(product.asin.strip()) else None
+    asin = (
+        product.asin.strip() if isinstance(product.asin, str) and _ASIN.match(product.asin.strip()) else None
+    )
     url = amazon_url(product.url, domain, asin)
     if title is None or url is None:
         return None

@@ -18,7 +18,9 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL)"
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL)"
+)
 
 
 class DiskCache:
@@ -92,7 +94,9 @@ class DiskCache:
             except OSError as move_error:
                 self._disable(move_error)
                 return False
-            logger.warning("Search cache %s was unreadable (%s); moved it to %s.", self.path, error, aside.name)
+            logger.warning(
+                "Search cache %s was unreadable (%s); moved it to %s.", self.path, error, aside.name
+            )
             return True
 
     def _disable(self, error: Exception) -> None:

@@ -192,7 +192,10 @@ def _read_csv(path: Path) -> tuple[list[tuple[int, Any]], set[str]]:
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         records = [
-            (line_number, {str(name).strip().lower(): value for name, value in row.items() if name is not None})
+            (
+                line_number,
+                {str(name).strip().lower(): value for name, value in row.items() if name is not None},
+            )
             for line_number, row in enumerate(reader, start=2)
         ]
         columns = {str(name).strip().lower() for name in reader.fieldnames or []}
@@ -233,7 +236,9 @@ class CatalogBackend(SearchBackend):
         relevance = SEMANTIC_WEIGHT * semantic + (1 - SEMANTIC_WEIGHT) * spelling / 100
         for index, keyword in enumerate(unique):
             best = relevance[index].argsort()[::-1][:MAX_RESULTS]
-            matches = [self.catalog.rows[i].to_listing(keyword) for i in best if relevance[index, i] >= MIN_RELEVANCE]
+            matches = [
+                self.catalog.rows[i].to_listing(keyword) for i in best if relevance[index, i] >= MIN_RELEVANCE
+            ]
             if not matches:
                 outcome.warnings.append(f"Catalog {self.catalog.path.name} has nothing matching '{keyword}'.")
             outcome.listings.extend(matches)
@@ -242,10 +247,11 @@ class CatalogBackend(SearchBackend):
     def _load_warnings(self) -> list[str]:
         if not self.catalog.skipped:
             return []
-        return [
+        warning = (
             f"Catalog {self.catalog.path.name}: skipped {self.catalog.skipped} invalid row(s) "
             f"(first: {self.catalog.first_problem})."
-        ]
+        )
+        return [warning]
 
 
 def _row_text(row: CatalogRow) -> str:
