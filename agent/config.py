@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     no_adapter: bool = Field(default=False, description="Run the base model without any adapter.")
     load_in_4bit: bool = Field(default=False, description="bitsandbytes nf4 quantisation (CUDA only).")
     batch_size: int = Field(default=8, ge=1, le=64, description="Prompts per batched generate call.")
+    llm_endpoint: str | None = Field(
+        default=None,
+        description="URL of an OpenAI-compatible server (vLLM, TGI) to generate with instead of a local model.",
+    )
     max_new_tokens_rewrite: int = Field(default=96, ge=8, le=512)
     max_new_tokens_suggest: int = Field(default=48, ge=8, le=512)
 
