@@ -268,10 +268,14 @@ def test_4xx_is_not_retried(server, settings, status, body, expected):
 def test_a_refused_key_stops_further_calls(server, settings):
     server.expect_request(SEARCH_PATH).respond_with_json({"message": "Invalid API key."}, status=403)
     backend = AxessoBackend(settings)
-    backend.search(q("garden trowel"))
+    first = backend.search(q("garden trowel"))
     outcome = backend.search(q("kneeling pad"))
     assert calls(server) == 1
-    assert "rejected the key" in outcome.warnings[0]
+    expected = (
+        "Axesso rejected the key (HTTP 403: Invalid API key.): check RAPIDAPI_KEY; "
+        "showing Amazon search links instead."
+    )
+    assert outcome.warnings == first.warnings == [expected]
 
 
 def test_error_body_in_a_200_falls_back(server, settings):
@@ -285,8 +289,14 @@ def test_missing_key_makes_no_call_and_warns_once(server, tmp_path):
     settings = make_settings(tmp_path, server.url_for("").rstrip("/"), rapidapi_key=None)
     outcome = AxessoBackend(settings).search_many([q("garden trowel"), q("kneeling pad")])
     assert calls(server) == 0
-    assert len(outcome.listings) == 2 and len(outcome.warnings) == 1
-    assert "RAPIDAPI_KEY is not set" in outcome.warnings[0]
+    assert len(outcome.listings) == 2
+    expected = (
+        "Axesso is not used (RAPIDAPI_KEY is not set: get a key for the Axesso Amazon Data Service on "
+        "rapidapi.com); showing Amazon search links instead."
+    )
+    assert outcome.warnings == [expected]
+    # Account-wide problems name no product type, so separate searches warn alike (shown once).
+    assert AxessoBackend(settings).search(q("garden gloves")).warnings == outcome.warnings
 
 
 def test_blank_key_counts_as_missing(server, tmp_path):

@@ -54,6 +54,7 @@ class _Found:
     calls: int = 0
     cache_hit: bool = False
     problem: str | None = None  # set when we fell back to a search link
+    everywhere: bool = False  # the problem is the account's, not this product type's
 
 
 class AxessoBackend(SearchBackend):
@@ -121,7 +122,7 @@ class AxessoBackend(SearchBackend):
 
     def _find_or_raise(self, query: SearchQuery) -> _Found:
         if self._client is None:
-            return self._fall_back(query, _NO_KEY)
+            return self._fall_back(query, _NO_KEY, everywhere=True)
         key = cache_key(query)
         cached = self._cache.get(key) if self._use_cache_reads else None
         if cached is not None:
@@ -134,7 +135,7 @@ class AxessoBackend(SearchBackend):
         except AxessoNotFound as error:
             return self._fall_back(query, _NO_LISTINGS, calls=error.calls)
         except AxessoError as error:
-            return self._fall_back(query, error.reason, calls=error.calls)
+            return self._fall_back(query, error.reason, calls=error.calls, everywhere=error.everywhere)
         try:
             listings = self._listings(query, payload)
         except AxessoApiError as error:
@@ -167,8 +168,11 @@ class AxessoBackend(SearchBackend):
             return found
         return _Found(listings=listings, calls=calls, cache_hit=cache_hit)
 
-    def _fall_back(self, query: SearchQuery, problem: str, *, calls: int = 0) -> _Found:
-        return _Found(listings=self._fallback.search(query).listings, calls=calls, problem=problem)
+    def _fall_back(
+        self, query: SearchQuery, problem: str, *, calls: int = 0, everywhere: bool = False
+    ) -> _Found:
+        listings = self._fallback.search(query).listings
+        return _Found(listings=listings, calls=calls, problem=problem, everywhere=everywhere)
 
     # --- bookkeeping ---------------------------------------------------------------------------------
     def _remember_budget(self) -> None:
@@ -179,19 +183,23 @@ class AxessoBackend(SearchBackend):
             self._cache.set(_BUDGET_KEY, remaining, ttl_seconds=reset_seconds)
 
     def _merge(self, queries: list[SearchQuery], found: list[_Found]) -> SearchOutcome:
+        """One outcome; one warning per distinct problem, naming the product types it hit.
+
+        An account-wide problem (no key, key refused, budget spent) names no product type, so the same
+        warning from separate searches reads the same and can be shown once.
+        """
         outcome = SearchOutcome()
-        problems: dict[str, list[str]] = {}
+        problems: dict[tuple[str, bool], list[str]] = {}
         for query, item in zip(queries, found, strict=True):
             outcome.listings.extend(item.listings)
             outcome.calls += item.calls
             outcome.cache_hits += int(item.cache_hit)
             if item.problem is not None:
-                problems.setdefault(item.problem, []).append(query.keyword)
-        for problem, keywords in problems.items():
-            names = ", ".join(f"'{keyword}'" for keyword in keywords)
-            outcome.warnings.append(
-                _scrub(f"Axesso {problem} for {names}; showing Amazon search links instead.", self._key)
-            )
+                problems.setdefault((item.problem, item.everywhere), []).append(query.keyword)
+        for (problem, everywhere), keywords in problems.items():
+            where = "" if everywhere else " for " + ", ".join(f"'{keyword}'" for keyword in keywords)
+            warning = f"Axesso {problem}{where}; showing Amazon search links instead."
+            outcome.warnings.append(_scrub(warning, self._key))
         return outcome
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 from pydantic import SecretStr
@@ -30,6 +30,9 @@ RESET_HEADER = "x-ratelimit-requests-reset"
 class AxessoError(Exception):
     """A search that produced no usable response. ``reason`` is safe to show; ``calls`` were spent."""
 
+    #: True when the cause is not the query but the account (key, budget): every search would fail alike.
+    everywhere: ClassVar[bool] = False
+
     def __init__(self, reason: str, calls: int = 0) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -44,12 +47,20 @@ class AxessoRejected(AxessoError):
     """A 4xx that retrying will not fix: a bad key (401/403) or a bad request (400)."""
 
 
+class AxessoKeyRejected(AxessoRejected):
+    """401/403: the key is wrong or not subscribed."""
+
+    everywhere = True
+
+
 class AxessoNotFound(AxessoError):
     """Axesso's 404: no product matches the keyword."""
 
 
 class AxessoBudgetExhausted(AxessoError):
-    """RapidAPI's remaining calls fell under the floor, or an earlier call showed the key is refused."""
+    """No call made: RapidAPI's remaining calls fell under the floor, or the key was refused before."""
+
+    everywhere = True
 
 
 class AxessoClient:
@@ -176,7 +187,7 @@ class AxessoClient:
             reason = f"rejected the key (HTTP {status}{message}): check RAPIDAPI_KEY"
             with self._lock:
                 self._blocked = reason  # every other call would be refused too
-            raise AxessoRejected(reason, calls)
+            raise AxessoKeyRejected(reason, calls)
         if status == 404:
             raise AxessoNotFound(f"found no listings (HTTP 404{message})", calls)
         if status == 429:
