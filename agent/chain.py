@@ -202,13 +202,16 @@ def build_chain(
     settings: Settings | None = None,
     *,
     llm: BaseLanguageModel | None = None,
-    backend: SearchBackend | None = None,
+    backend: SearchBackend | str | None = None,
     similarity: Callable[[Sequence[str]], list[list[float]]] | None = None,
     **overrides: Any,
 ) -> Runnable[Any, Recommendation]:
     """The Whazzat chain. Settings come from the environment, then ``settings``, then ``overrides``
     (e.g. ``build_chain(paraphrases=2, domain="de")``). ``llm`` and ``backend`` replace the model and the
-    search backend (tests pass fakes); by default the model loads once per process and is reused."""
+    search backend (tests pass fakes); ``backend`` may also be a backend's name ("links", "axesso",
+    "catalog"), like any other setting. By default the model loads once per process and is reused."""
+    if isinstance(backend, str):
+        overrides["backend"], backend = backend, None
     if settings is not None:
         base = settings.model_dump()
         base.update({key: value for key, value in overrides.items() if value is not None})
