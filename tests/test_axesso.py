@@ -6,6 +6,7 @@ are checked, not assumed. No test touches the network.
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import time
 
@@ -26,6 +27,7 @@ from tests.conftest_axesso import (  # noqa: F401 - fixtures are found by name
 from tools import cache as cache_module
 from tools.axesso import AxessoBackend, cache_key
 from tools.base import SearchQuery
+from tools.http import parse_retry_after
 from tools.registry import make_backend
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -434,3 +436,16 @@ def test_sponsored_and_prime_flags_survive(server, settings):
     server.expect_request(SEARCH_PATH).respond_with_json(search_page([product(sponsored=True, prime=False)]))
     (only,) = AxessoBackend(settings).search(q()).listings
     assert only.sponsored and not only.prime
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"), [("3", 3.0), ("0.5", 0.5), ("-2", 0.0), ("soon", None), ("", None), (None, None)]
+)
+def test_retry_after_values(header, seconds):
+    assert parse_retry_after(header) == seconds
+
+
+def test_retry_after_as_an_http_date():
+    in_a_minute = email.utils.formatdate(time.time() + 60, usegmt=True)
+    assert 55 <= parse_retry_after(in_a_minute) <= 60
+    assert parse_retry_after(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0

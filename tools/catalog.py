@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,7 @@ class CatalogBackend(SearchBackend):
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self._row_vectors = None  # MiniLM embeddings of the rows, computed on the first search
+        self._lock = threading.Lock()  # searches may run in threads; embed the rows once
 
     @classmethod
     def from_path(cls, path: Path | str) -> CatalogBackend:
@@ -228,8 +230,9 @@ class CatalogBackend(SearchBackend):
         outcome = SearchOutcome(warnings=self._load_warnings())
         if not unique:
             return outcome
-        if self._row_vectors is None:
-            self._row_vectors = embed([_row_text(row) for row in self.catalog.rows])
+        with self._lock:
+            if self._row_vectors is None:
+                self._row_vectors = embed([_row_text(row) for row in self.catalog.rows])
         semantic = embed(unique) @ self._row_vectors.T
         titles = [row.title for row in self.catalog.rows]
         spelling = process.cdist(unique, titles, scorer=fuzz.token_set_ratio, processor=utils.default_process)
