@@ -193,6 +193,7 @@ class WhazzatChain:
                 [Suggestion.model_validate(suggestion) for suggestion in state["suggestions"]],
                 budget=self.settings.budget,
                 top_k=self.settings.top_k,
+                include_sponsored=self.settings.include_sponsored,
             )
             state["listings"] = [listing.model_dump() for listing in ranked]
         return states

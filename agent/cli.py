@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
@@ -113,6 +114,12 @@ def ask(
     backend: Annotated[str, typer.Option(help=f"Where to find products: {', '.join(BACKENDS)}.")] = "links",
     domain: Annotated[str, typer.Option(help=f"Amazon marketplace: {', '.join(AMAZON_DOMAINS)}.")] = "com",
     budget: Annotated[float | None, typer.Option(help="Maximum price per item (axesso and catalog backends).")] = None,
+    catalog: Annotated[
+        Path | None, typer.Option(help="Product feed (JSONL or CSV) for --backend catalog.")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Fetch fresh Axesso results instead of cached ones (24 h).")
+    ] = False,
     model: ModelOption = None,
     adapter: AdapterOption = None,
     no_adapter: NoAdapterOption = False,
@@ -125,11 +132,16 @@ def ask(
       whazzat ask "something to dig food"
       whazzat ask "gift for a dad who loves fishing" --domain co.uk --top 5
       whazzat ask "my back hurts after sitting all day" --json
+      RAPIDAPI_KEY=... whazzat ask "quiet fan for a bedroom" --backend axesso --budget 40
+      whazzat ask "running shoes" --backend catalog --catalog shop.jsonl
     """
     _check_choice(backend, BACKENDS, "--backend")
     _check_choice(domain, AMAZON_DOMAINS, "--domain")
+    if backend == "catalog" and catalog is None:
+        fail("--backend catalog needs --catalog PATH (a JSONL or CSV product feed)")
     settings = make_settings(paraphrases=paraphrases, top_k=top, backend=backend, domain=domain,
-                             budget=budget, model=model, adapter=adapter, no_adapter=no_adapter or None)
+                             budget=budget, catalog=catalog, no_cache=no_cache or None, model=model,
+                             adapter=adapter, no_adapter=no_adapter or None)
     result = run_chain(need, settings, quiet=json_output)
     if json_output:
         typer.echo(result.model_dump_json(indent=2))

@@ -14,10 +14,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from agent.errors import WhazzatError
+
 Task = Literal["suggest", "rewrite"]
 
 
-class PromptError(ValueError):
+class PromptError(WhazzatError, ValueError):
     """A prompt template file is missing, malformed or used with the wrong variables."""
 
 

@@ -11,7 +11,6 @@ import agent.chain
 from agent.cli import app
 from tests.conftest import exact_similarity
 from tests.fakes import FakeWhazzatLLM
-from tools.links import LinksBackend
 
 runner = CliRunner()
 
@@ -23,7 +22,7 @@ def fake_chain(monkeypatch: pytest.MonkeyPatch) -> FakeWhazzatLLM:
     real_build = agent.chain.build_chain
 
     def build(settings=None, **overrides):  # noqa: ANN001, ANN202
-        return real_build(settings, llm=llm, backend=LinksBackend(), similarity=exact_similarity, **overrides)
+        return real_build(settings, llm=llm, similarity=exact_similarity, **overrides)
 
     monkeypatch.setattr(agent.chain, "build_chain", build)
     return llm

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import requests
 from pydantic import SecretStr
 
+from agent.errors import WhazzatError
 from tools.base import SearchQuery
 from tools.http import HttpPolicy, TransportError, default_is_retryable, get_with_retries, make_session
 
@@ -27,7 +28,7 @@ REMAINING_HEADER = "x-ratelimit-requests-remaining"
 RESET_HEADER = "x-ratelimit-requests-reset"
 
 
-class AxessoError(Exception):
+class AxessoError(WhazzatError):
     """A search that produced no usable response. ``reason`` is safe to show; ``calls`` were spent."""
 
     #: True when the cause is not the query but the account (key, budget): every search would fail alike.

@@ -22,6 +22,7 @@ from urllib.parse import urljoin, urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.config import AMAZON_DOMAINS
+from agent.errors import WhazzatError
 from agent.schemas import Listing
 from tools.values import parse_bool, parse_count, parse_price, parse_rating
 
@@ -44,11 +45,11 @@ _SPACES = re.compile(r"\s+")
 _PRODUCT_MARKERS = ("asin", "productDescription", "dpUrl")
 
 
-class AxessoApiError(ValueError):
+class AxessoApiError(WhazzatError, ValueError):
     """The body is Axesso's error object (``{"logref": "error", "message": ...}``)."""
 
 
-class AxessoFormatError(ValueError):
+class AxessoFormatError(WhazzatError, ValueError):
     """The body is not a search response at all (not an object, products not a list, ...)."""
 
 

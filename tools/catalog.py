@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agent.errors import WhazzatError
 from agent.schemas import Listing
 from tools.axesso_parse import clean_title
 from tools.base import SearchBackend, SearchOutcome, SearchQuery
@@ -38,7 +39,7 @@ MIN_RELEVANCE = 0.4
 MAX_RESULTS = 10
 
 
-class CatalogError(ValueError):
+class CatalogError(WhazzatError, ValueError):
     """The catalog cannot be used; the message says how to fix it."""
 
 

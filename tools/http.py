@@ -20,6 +20,7 @@ from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from agent.config import Settings
+from agent.errors import WhazzatError
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class HttpResult:
     attempts: int
 
 
-class TransportError(Exception):
+class TransportError(WhazzatError):
     """No response at all after every attempt (connection refused, timeouts ...)."""
 
     def __init__(self, message: str, attempts: int) -> None:
