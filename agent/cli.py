@@ -180,3 +180,14 @@ def suggest(
 
 def main() -> None:  # pragma: no cover - console script entry
     sys.exit(app())
+
+
+# --- commands that live beside the code they drive (each module is light: heavy imports happen inside)
+from agent.batch_cli import batch  # noqa: E402
+from finetune.cli import finetune, merge  # noqa: E402
+from finetune.eval_cli import eval_command  # noqa: E402
+
+app.command("batch")(batch)
+app.command("eval")(eval_command)
+app.command("finetune")(finetune)
+app.command("merge")(merge)
