@@ -126,6 +126,13 @@ def batch(
         no_adapter=no_adapter or None,
         llm_endpoint=llm_endpoint,
     )
+    if settings.llm_endpoint:
+        from agent.endpoint import EndpointError, normalize_endpoint
+
+        try:
+            normalize_endpoint(settings.llm_endpoint)
+        except EndpointError as error:
+            fail(str(error))
     try:
         rows = read_input(source, column=column, input_format=input_format)
         writer, done = open_output(out, resume=resume)

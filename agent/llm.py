@@ -149,6 +149,10 @@ def load_model_and_tokenizer(settings: Settings) -> tuple[Any, Any]:
 
 def load_llm(settings: Settings) -> HuggingFacePipeline:
     """The LangChain LLM for these settings, loaded once per process and reused."""
+    if settings.llm_endpoint:
+        from agent.endpoint import load_endpoint_llm
+
+        return load_endpoint_llm(settings)
     key = (settings.model, settings.adapter, settings.no_adapter, settings.load_in_4bit,
            settings.batch_size, str(settings.home_dir))
     with _pipelines_lock:
