@@ -99,17 +99,14 @@ class _progress:  # noqa: N801 - used like a function in a with statement
 
 
 def print_result(result: EvalResult) -> None:
-    """The figures as a rich table, with the run's settings in the title."""
+    """The run's settings on one line, then the figures as a rich table."""
     from rich.console import Console
     from rich.table import Table
 
     summary = result.summary
     settings = result.settings
-    title = (
-        f"{result.data}: {summary.needs} needs, paraphrases={settings.get('paraphrases')}, "
-        f"model={settings.get('model')}, adapter={'none' if settings.get('no_adapter') else settings.get('adapter') or 'default'}"
-    )
-    table = Table(title=title)
+    adapter = "none" if settings.get("no_adapter") else settings.get("adapter") or "default"
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     rows = [
@@ -124,6 +121,11 @@ def print_result(result: EvalResult) -> None:
     for name, value in rows:
         table.add_row(name, value)
     console = Console()
+    console.print(
+        f"{result.data}: {summary.needs} needs; model {settings.get('model')}, adapter {adapter}, "
+        f"paraphrases {settings.get('paraphrases')}",
+        highlight=False,
+    )
     console.print(table)
     console.print(f"A prediction matches a gold type on equal normalised names or MiniLM cosine >= {summary.match_cosine}.")
     errors = [score for score in result.per_need if score.error]
