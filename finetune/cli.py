@@ -1,0 +1,121 @@
+"""``whazzat finetune`` and ``whazzat merge``: plain typer-annotated functions, registered in agent/cli.py.
+
+Importing this module loads no torch or transformers (they load inside the commands), so
+``whazzat --help`` stays instant. Bad input (missing file, invalid YAML, unknown key, bad value) prints
+one message on stderr and exits with code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+EXIT_BAD_INPUT = 2
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _size_mb(directory: Path) -> float:
+    return sum(p.stat().st_size for p in directory.iterdir() if p.is_file()) / 1e6
+
+
+def finetune(
+    recipe: Annotated[
+        Path,
+        typer.Option(
+            "--recipe",
+            "-r",
+            help="Recipe YAML, e.g. finetune/recipes/smollm2-135m-lora-cpu.yaml (CPU) or "
+            "finetune/recipes/llama3-8b-instruct-qlora.yaml (CUDA GPU).",
+        ),
+    ],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            "-s",
+            metavar="KEY=VALUE",
+            help="Override a recipe key (repeatable): --set learning_rate=5e-4 --set lora.r=8 "
+            "--set data.train_file=my.jsonl. A bare key works when only one section has it; values are "
+            "YAML (true, 8, [q_proj, v_proj]).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate the recipe, print it with every key, and exit.")
+    ] = False,
+) -> None:
+    """Fine-tune a LoRA/QLoRA adapter on the Whazzat data (suggest + rewrite tasks).
+
+    Shows a progress bar and the loss while training; saves the adapter, a model card (README.md) and
+    training_metadata.json in the recipe's training.output_dir.
+    """
+    from finetune.recipe import RecipeError, load_recipe, recipe_to_yaml
+
+    overrides = overrides or []
+    try:
+        parsed = load_recipe(recipe, overrides)
+    except RecipeError as error:
+        raise _fail(str(error)) from None
+    if dry_run:
+        typer.echo(recipe_to_yaml(parsed), nl=False)
+        return
+    for label, path in (("train", parsed.data.train_file), ("eval", parsed.data.eval_file)):
+        if path is not None and not Path(path).is_file():
+            raise _fail(f"{label} data file not found: {path} (set data.{label}_file)")
+
+    from finetune.dataset import DataError
+    from finetune.train import train
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    command = " ".join(
+        ["whazzat finetune --recipe", shlex.quote(str(recipe))]
+        + [f"--set {shlex.quote(item)}" for item in overrides]
+    )
+    typer.echo(f"Training {parsed.name!r} on {parsed.model.base} -> {parsed.training.output_dir}", err=True)
+    try:
+        output_dir = train(parsed, command=command)
+    except DataError as error:
+        raise _fail(str(error)) from None
+    typer.echo(f"Saved the adapter and its model card in {output_dir} ({_size_mb(output_dir):.1f} MB)")
+
+
+def merge(
+    adapter: Annotated[
+        Path, typer.Option("--adapter", "-a", help="LoRA adapter directory (with adapter_config.json).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the merged model and tokenizer.")],
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base",
+            help="Base model (Hub id, directory or embedded:smollm2-135m-instruct); "
+            "default: the one named in the adapter's config.",
+        ),
+    ] = None,
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="Weights dtype of the merged model: float32, bfloat16 or float16.")
+    ] = "float32",
+) -> None:
+    """Merge a LoRA adapter into its base model and save safetensors weights + tokenizer for serving.
+
+    A merged model generates faster than base + adapter and loads in vLLM or TGI as a plain model.
+    """
+    if not (adapter / "adapter_config.json").is_file():
+        raise _fail(f"{adapter} is not a LoRA adapter directory (no adapter_config.json)")
+    if dtype not in {"float32", "bfloat16", "float16"}:
+        raise _fail(f"--dtype must be float32, bfloat16 or float16, not {dtype!r}")
+
+    from finetune.merge import merge as merge_adapter
+
+    try:
+        output = merge_adapter(base, adapter, out, dtype=dtype)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    typer.echo(f"Merged model saved in {output} ({_size_mb(output):.0f} MB)")
