@@ -18,7 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.dedup import normalize_product
 from agent.schemas import Recommendation
-from finetune.metrics import TOP_K, Embed, NeedScore, Summary, score_need, similarity_matrices, summarize, top_by_votes
+from finetune.metrics import (
+    TOP_K,
+    Embed,
+    NeedScore,
+    Summary,
+    score_need,
+    similarity_matrices,
+    summarize,
+    top_by_votes,
+)
 
 Predict = Callable[[list[str]], list[Recommendation]]
 
@@ -109,7 +118,11 @@ def _predict_batch(needs: list[str], predict: Predict) -> list[Prediction]:
 
 
 def predict_all(
-    needs: Sequence[str], predict: Predict, *, batch_size: int = 8, on_batch: Callable[[int], None] | None = None
+    needs: Sequence[str],
+    predict: Predict,
+    *,
+    batch_size: int = 8,
+    on_batch: Callable[[int], None] | None = None,
 ) -> list[Prediction]:
     """Predictions for every need, ``batch_size`` needs per ``predict`` call; ``on_batch(n)`` after each."""
     predictions: list[Prediction] = []
@@ -121,7 +134,9 @@ def predict_all(
     return predictions
 
 
-def score_predictions(items: Sequence[EvalItem], predictions: Sequence[Prediction], embed: Embed) -> list[NeedScore]:
+def score_predictions(
+    items: Sequence[EvalItem], predictions: Sequence[Prediction], embed: Embed
+) -> list[NeedScore]:
     """Each need's top-k predictions (by votes) against its gold types."""
     top = [top_by_votes(p.products, p.votes, TOP_K) for p in predictions]
     matrices = similarity_matrices(top, [item.products for item in items], embed)
@@ -154,6 +169,8 @@ def evaluate(
     if embed is None:
         from agent.embeddings import embed
 
-    predictions = predict_all([item.need for item in items], predict, batch_size=batch_size, on_batch=on_batch)
+    predictions = predict_all(
+        [item.need for item in items], predict, batch_size=batch_size, on_batch=on_batch
+    )
     scores = score_predictions(items, predictions, embed)
     return EvalResult(data=data, settings=settings or {}, summary=summarize(scores), per_need=scores)

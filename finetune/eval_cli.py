@@ -26,15 +26,26 @@ def _fail(message: str) -> NoReturn:
 
 def eval_command(
     data: Annotated[
-        Path, typer.Argument(help="JSONL, one {'need': ..., 'products': [...]} per line, e.g. finetune/data/test.jsonl.")
+        Path,
+        typer.Argument(
+            help="JSONL, one {'need': ..., 'products': [...]} per line, e.g. finetune/data/test.jsonl."
+        ),
     ],
     paraphrases: Annotated[
         int | None, typer.Option("--paraphrases", "-p", help="Rewrites per need (0 turns rewriting off).")
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")] = False,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Evaluate only the first N needs.")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="A Hugging Face model id or local directory.")] = None,
-    adapter: Annotated[str | None, typer.Option("--adapter", help="A LoRA adapter directory to apply.")] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Evaluate only the first N needs.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="A Hugging Face model id or local directory.")
+    ] = None,
+    adapter: Annotated[
+        str | None, typer.Option("--adapter", help="A LoRA adapter directory to apply.")
+    ] = None,
     no_adapter: Annotated[bool, typer.Option("--no-adapter", help="Evaluate the base model alone.")] = False,
 ) -> None:
     """Score the chain's top-5 product types per need: valid-output rate, hit@5, precision@5, recall@5."""
@@ -49,7 +60,11 @@ def eval_command(
         _fail(str(error))
     try:
         settings = get_settings(
-            paraphrases=paraphrases, model=model, adapter=adapter, no_adapter=no_adapter or None, backend="links"
+            paraphrases=paraphrases,
+            model=model,
+            adapter=adapter,
+            no_adapter=no_adapter or None,
+            backend="links",
         )
     except ValidationError as error:
         _fail(f"invalid option: {error.errors()[0]['loc'][0]}: {error.errors()[0]['msg']}")
@@ -63,12 +78,19 @@ def eval_command(
     except WhazzatError as error:  # e.g. a model or adapter that cannot be found: the user can fix it
         _fail(str(error))
     run_settings = {
-        "model": settings.model, "adapter": settings.adapter, "no_adapter": settings.no_adapter,
-        "paraphrases": settings.paraphrases, "batch_size": settings.batch_size,
+        "model": settings.model,
+        "adapter": settings.adapter,
+        "no_adapter": settings.no_adapter,
+        "paraphrases": settings.paraphrases,
+        "batch_size": settings.batch_size,
     }
     with _progress(len(items)) as advance:
         result = evaluate(
-            items, chain.batch, batch_size=settings.batch_size, on_batch=advance, data=str(data),
+            items,
+            chain.batch,
+            batch_size=settings.batch_size,
+            on_batch=advance,
+            data=str(data),
             settings=run_settings,
         )
     if json_output:
@@ -77,7 +99,7 @@ def eval_command(
         print_result(result)
 
 
-class _progress:  # noqa: N801 - used like a function in a with statement
+class _progress:
     """A rich progress bar over needs on stderr (stdout stays clean for --json)."""
 
     def __init__(self, total: int) -> None:
@@ -85,12 +107,16 @@ class _progress:  # noqa: N801 - used like a function in a with statement
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._progress = Progress(
-            TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=Console(stderr=True), transient=True,
+            TextColumn("evaluating"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
         )
         self._task = self._progress.add_task("needs", total=total)
 
-    def __enter__(self):  # noqa: ANN204
+    def __enter__(self):
         self._progress.start()
         return lambda done: self._progress.advance(self._task, done)
 
@@ -127,7 +153,12 @@ def print_result(result: EvalResult) -> None:
         highlight=False,
     )
     console.print(table)
-    console.print(f"A prediction matches a gold type on equal normalised names or MiniLM cosine >= {summary.match_cosine}.")
+    console.print(
+        f"A prediction matches a gold type on equal normalised names or MiniLM cosine >= {summary.match_cosine}."
+    )
     errors = [score for score in result.per_need if score.error]
     if errors:
-        console.print(f"[yellow]{len(errors)} needs failed[/], e.g. {errors[0].need!r}: {errors[0].error}", highlight=False)
+        console.print(
+            f"[yellow]{len(errors)} needs failed[/], e.g. {errors[0].need!r}: {errors[0].error}",
+            highlight=False,
+        )

@@ -88,7 +88,9 @@ def top_by_votes(products: Sequence[str], votes: Sequence[int], k: int = TOP_K) 
     return [products[i] for i in order[:k]]
 
 
-def match_pairs(predicted: Sequence[str], gold: Sequence[str], similarity: np.ndarray) -> list[tuple[int, int]]:
+def match_pairs(
+    predicted: Sequence[str], gold: Sequence[str], similarity: np.ndarray
+) -> list[tuple[int, int]]:
     """A maximum one-to-one matching of predictions to gold types, as ``(prediction, gold)`` index pairs.
 
     ``similarity[i, j]`` is the cosine of ``predicted[i]`` and ``gold[j]``. A pair may match when the
@@ -137,7 +139,9 @@ def score_need(
         gold=list(gold),
         predicted=list(predicted),
         matches=[(predicted[i], gold[j]) for i, j in pairs],
-        distinct_types=len({normalize_product(p) for p in predicted}) if distinct_types is None else distinct_types,
+        distinct_types=len({normalize_product(p) for p in predicted})
+        if distinct_types is None
+        else distinct_types,
         valid=bool(predicted) and error is None if valid is None else valid,
         error=error,
         latency_s=latency_s,

@@ -24,7 +24,7 @@ def splits() -> dict[str, list[NeedRecord]]:
 
 
 @pytest.fixture(scope="module")
-def need_vectors(splits):  # noqa: ANN001, ANN201 - numpy arrays
+def need_vectors(splits):
     from agent.embeddings import embed
 
     return {name: embed([r.need for r in records]) for name, records in splits.items()}
@@ -67,8 +67,13 @@ def test_no_held_out_need_is_a_near_duplicate_of_a_train_need(need_vectors, held
 
 
 def test_schema_rejects_what_the_rules_forbid() -> None:
-    good = {"need": "my wrists hurt when typing", "products": ["wrist rest", "ergonomic keyboard", "vertical mouse"],
-            "paraphrases": [], "area": "office_work_from_home", "source": "written"}
+    good = {
+        "need": "my wrists hurt when typing",
+        "products": ["wrist rest", "ergonomic keyboard", "vertical mouse"],
+        "paraphrases": [],
+        "area": "office_work_from_home",
+        "source": "written",
+    }
     NeedRecord.model_validate(good)
     for bad in (
         {"products": ["wrist rest", "vertical mouse"]},  # written: at least 3
@@ -94,9 +99,14 @@ def test_cleaning_fixes_brands_case_and_asides() -> None:
 def test_seed_line_parser_handles_the_raw_file_formats() -> None:
     from finetune.data.seed import parse_dataset_line
 
-    assert parse_dataset_line('"Need a Lamp.","Reading Lamp, Desk Lamp"') == ("need a lamp", ["reading lamp", "desk lamp"])
+    assert parse_dataset_line('"Need a Lamp.","Reading Lamp, Desk Lamp"') == (
+        "need a lamp",
+        ["reading lamp", "desk lamp"],
+    )
     assert parse_dataset_line("something to read,reading lamp, book light") == (
-        "something to read", ["reading lamp", "book light"])
+        "something to read",
+        ["reading lamp", "book light"],
+    )
     # a typographic closing quote, and a line cut off mid-item (its fragment is dropped)
     assert parse_dataset_line('"a salad","salad bowl, serve tongs\u201d')[1] == ["salad bowl", "serve tongs"]
     assert parse_dataset_line('"tikka masala","curry pot, tikka')[1] == ["curry pot"]

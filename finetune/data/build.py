@@ -28,12 +28,16 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from finetune.data.clean import clean_need, clean_product, dedup_keep_order
 from finetune.data.schema import MAX_PARAPHRASES, MAX_PRODUCTS, NeedRecord
 from finetune.data.seed import DEFAULT_SEED_DIR, SEED_JSONL, build_seed_records, check_seed_dir, write_jsonl
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DATA_DIR = Path(__file__).resolve().parent
 SOURCES_DIR = DATA_DIR / "sources"
@@ -65,7 +69,11 @@ def clean_written(raw: dict, area: str) -> NeedRecord:
     need = clean_need(str(raw.get("need", "")))
     products = dedup_keep_order([p for p in map(clean_product, raw.get("products") or []) if p])
     paraphrases = dedup_keep_order(
-        [clean_need(str(p)) for p in raw.get("paraphrases") or [] if clean_need(str(p)).lower() != need.lower()]
+        [
+            clean_need(str(p))
+            for p in raw.get("paraphrases") or []
+            if clean_need(str(p)).lower() != need.lower()
+        ]
     )
     return NeedRecord(
         need=need,
@@ -127,7 +135,7 @@ def drop_exact_duplicates(candidates: list[Candidate], stats: Counter[str]) -> l
 # --- areas and near-duplicate groups -----------------------------------------------------------------
 
 
-def infer_seed_areas(candidates: list[Candidate], need_vectors) -> None:  # noqa: ANN001 - numpy array
+def infer_seed_areas(candidates: list[Candidate], need_vectors: np.ndarray) -> None:
     """Give each seed record the most common area among its nearest written needs (ties: closest first)."""
     written = [i for i, c in enumerate(candidates) if c.record.source == "written"]
     if not written:
@@ -143,7 +151,7 @@ def infer_seed_areas(candidates: list[Candidate], need_vectors) -> None:  # noqa
         candidates[i].record = candidate.record.model_copy(update={"area": area})
 
 
-def near_duplicate_groups(candidates: list[Candidate], need_vectors) -> list[list[int]]:  # noqa: ANN001
+def near_duplicate_groups(candidates: list[Candidate], need_vectors: np.ndarray) -> list[list[int]]:
     """Indices of candidates, grouped by links "need within cosine 0.9 of the other's need or paraphrase"."""
     from agent.embeddings import embed
 
@@ -217,7 +225,7 @@ def assign_splits(
     return splits
 
 
-def max_cross_similarity(held_out: list[int], train: list[int], need_vectors) -> float:  # noqa: ANN001
+def max_cross_similarity(held_out: list[int], train: list[int], need_vectors: np.ndarray) -> float:
     """The largest MiniLM cosine between a held-out need and a train need (by candidate index)."""
     if not held_out or not train:
         return 0.0
@@ -227,7 +235,9 @@ def max_cross_similarity(held_out: list[int], train: list[int], need_vectors) ->
 # --- main --------------------------------------------------------------------------------------------
 
 
-def build(seed_dir: Path, sources_dir: Path, out_dir: Path) -> tuple[dict[str, list[NeedRecord]], Counter[str], list[str]]:
+def build(
+    seed_dir: Path, sources_dir: Path, out_dir: Path
+) -> tuple[dict[str, list[NeedRecord]], Counter[str], list[str]]:
     """Build and write every split; returns the splits, the counts and the problems found in sources."""
     from agent.embeddings import embed
 
@@ -272,12 +282,18 @@ def print_report(splits: dict[str, list[NeedRecord]], stats: Counter[str], probl
         counts = [sum(r.area == area for r in splits[name]) for name in SPLITS]
         seed = sum(r.area == area and r.source == "seed" for records in splits.values() for r in records)
         table.add_row(area, *map(str, counts), str(sum(counts)), str(seed))
-    table.add_row("[b]all", *(str(len(splits[name])) for name in SPLITS),
-                  str(sum(map(len, splits.values()))), str(sum(r.source == "seed" for s in splits.values() for r in s)))
+    table.add_row(
+        "[b]all",
+        *(str(len(splits[name])) for name in SPLITS),
+        str(sum(map(len, splits.values()))),
+        str(sum(r.source == "seed" for s in splits.values() for r in s)),
+    )
     console.print(table)
     with_paraphrases = sum(len(r.paraphrases) >= 3 for s in splits.values() for r in s)
-    console.print(f"areas: {len(areas)}; records with 3-5 paraphrases: {with_paraphrases}; "
-                  f"seed test needs: {sum(r.source == 'seed' for r in splits['test'])}")
+    console.print(
+        f"areas: {len(areas)}; records with 3-5 paraphrases: {with_paraphrases}; "
+        f"seed test needs: {sum(r.source == 'seed' for r in splits['test'])}"
+    )
     console.print(dict(sorted(stats.items())))
     for problem in problems[:20]:
         console.print(f"[yellow]dropped[/] {problem}", highlight=False)

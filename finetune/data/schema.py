@@ -58,7 +58,9 @@ class NeedRecord(BaseModel):
             if product != product.lower() or product != product.strip():
                 raise ValueError(f"product must be lowercase and stripped: {product!r}")
             if not MIN_PRODUCT_WORDS <= _words(product) <= MAX_PRODUCT_WORDS:
-                raise ValueError(f"product must have {MIN_PRODUCT_WORDS}-{MAX_PRODUCT_WORDS} words: {product!r}")
+                raise ValueError(
+                    f"product must have {MIN_PRODUCT_WORDS}-{MAX_PRODUCT_WORDS} words: {product!r}"
+                )
             if has_brand(product):
                 raise ValueError(f"product names a brand: {product!r}")
         if len(set(products)) != len(products):
@@ -79,7 +81,9 @@ class NeedRecord(BaseModel):
     def _product_count(self) -> NeedRecord:
         low = MIN_PRODUCTS_SEED if self.source == "seed" else MIN_PRODUCTS_WRITTEN
         if not low <= len(self.products) <= MAX_PRODUCTS:
-            raise ValueError(f"{self.source} records need {low}-{MAX_PRODUCTS} products, got {len(self.products)}")
+            raise ValueError(
+                f"{self.source} records need {low}-{MAX_PRODUCTS} products, got {len(self.products)}"
+            )
         if self.need in self.paraphrases:
             raise ValueError("a paraphrase repeats the need")
         return self

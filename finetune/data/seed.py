@@ -146,7 +146,9 @@ def merge_answers(seed_need: SeedNeed) -> list[str]:
     return dedup_keep_order(preferred + rest)
 
 
-def fold_near_duplicates(products: list[str], vectors: dict[str, np.ndarray], threshold: float = PRODUCT_FOLD_COSINE) -> list[str]:
+def fold_near_duplicates(
+    products: list[str], vectors: dict[str, np.ndarray], threshold: float = PRODUCT_FOLD_COSINE
+) -> list[str]:
     """Drop each product too close (MiniLM cosine of the unit ``vectors``) to one kept before it."""
     kept: list[str] = []
     for product in products:
@@ -185,7 +187,9 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> None:
 
 def check_seed_dir(seed_dir: Path) -> None:
     """Fail with a message that says what to pass when the raw files are missing."""
-    missing = [n for n in ("dataset.txt", "hf_split_train.txt", "hf_split_test.txt") if not (seed_dir / n).is_file()]
+    missing = [
+        n for n in ("dataset.txt", "hf_split_train.txt", "hf_split_test.txt") if not (seed_dir / n).is_file()
+    ]
     if missing:
         raise SystemExit(f"seed data not found in {seed_dir} (missing {', '.join(missing)}); pass --seed-dir")
 
