@@ -62,6 +62,12 @@ class Recommendation(BaseModel):
             for listing in self.listings
         ]
 
+    def _repr_html_(self) -> str:
+        """HTML cards in Jupyter (rendering lives in :mod:`agent.notebook`)."""
+        from agent.notebook import recommendation_html
+
+        return recommendation_html(self)
+
     def to_dataframe(self):  # noqa: ANN201 - pandas is optional
         """The rows of :meth:`to_records` as a pandas DataFrame (needs ``pandas``)."""
         import pandas as pd
