@@ -1,0 +1,90 @@
+"""Commands of the chat UI: ``whazzat ui`` and ``whazzat feedback export``.
+
+Light at import (no chainlit, no torch), so ``whazzat --help`` stays instant. ``agent/cli.py`` registers
+them::
+
+    app.command("ui")(ui)
+    app.add_typer(feedback_app, name="feedback")    # whazzat feedback export OUT
+
+Before registration (or to run the UI alone): ``python -m agent.ui.cli --port 8000``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+#: The Chainlit app module that ``chainlit run`` loads.
+APP_PATH = Path(__file__).resolve().parent / "app.py"
+#: Where ``chainlit.md`` (the welcome page) and ``.chainlit/config.toml`` (safe defaults) live.
+APP_ROOT = Path(__file__).resolve().parents[2]
+
+
+def ui(
+    host: Annotated[str, typer.Option(help="Interface to listen on; keep 127.0.0.1 unless login is on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    headless: Annotated[bool, typer.Option("--headless", help="Do not open a browser tab.")] = False,
+) -> None:
+    """Chat with Whazzat in the browser: steps, product cards, follow-ups and feedback.
+
+    \b
+    Examples:
+      whazzat ui                      # http://127.0.0.1:8000
+      whazzat ui --port 8080 --headless
+    Optional password login: set CHAINLIT_AUTH_SECRET and WHAZZAT_UI_PASSWORD (see .chainlit/config.toml).
+    """
+    config = APP_ROOT / ".chainlit" / "config.toml"
+    if not config.is_file():
+        typer.echo(f"Error: the UI settings are missing ({config}); run from a Whazzat source checkout.", err=True)
+        raise typer.Exit(2)
+    # Chainlit reads its config, the welcome page and the translations from its app root, at import.
+    os.environ["CHAINLIT_APP_ROOT"] = str(APP_ROOT)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from chainlit.cli import cli as chainlit_cli  # heavy: only when the server starts
+
+    args = ["run", str(APP_PATH), "--host", host, "--port", str(port)]
+    if headless:
+        args.append("--headless")
+    typer.echo(f"Whazzat UI on http://{host}:{port} (Ctrl+C stops it)", err=True)
+    # In-process, so this process's PID is the server's (one signal stops it, no orphaned child).
+    chainlit_cli.main(args=args, prog_name="chainlit", standalone_mode=True)
+
+
+def feedback_export(
+    out: Annotated[Path, typer.Argument(help="JSONL file to write, e.g. finetune/data/feedback.jsonl.")],
+) -> None:
+    """Turn the thumbs-up answers of the UI's feedback into training rows for the finetune command.
+
+    \b
+    Each row is {"need", "products", "paraphrases": []}, the format of finetune/data/train.jsonl:
+      whazzat feedback export feedback-train.jsonl
+      whazzat finetune -r finetune/recipes/smollm2-135m-lora-cpu.yaml \
+          --set data.train_file=feedback-train.jsonl
+    """
+    from agent.config import get_settings
+    from agent.feedback import export_training_rows, feedback_path
+
+    source = feedback_path(get_settings().home_dir)
+    if not source.is_file():
+        typer.echo(f"No feedback yet ({source} does not exist); rate some answers in `whazzat ui` first.", err=True)
+        raise typer.Exit(1)
+    try:
+        summary = export_training_rows(source, out)
+    except OSError as error:
+        typer.echo(f"Error: could not write {out}: {error.strerror or error}", err=True)
+        raise typer.Exit(2) from error
+    skipped = f"; {summary.skipped_lines} unreadable lines skipped" if summary.skipped_lines else ""
+    typer.echo(f"Wrote {summary.rows} training rows to {out} from {summary.liked} liked of "
+               f"{summary.answers} rated answers{skipped}.", err=True)
+
+
+feedback_app = typer.Typer(help="Work with the feedback users gave in the chat UI.", no_args_is_help=True)
+feedback_app.command("export")(feedback_export)
+
+
+if __name__ == "__main__":  # python -m agent.ui.cli [--host H] [--port P] [--headless]
+    typer.run(ui)

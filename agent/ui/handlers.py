@@ -1,0 +1,331 @@
+"""What the chat does: start a chat, apply settings, answer a need or a follow-up, record feedback.
+
+These are plain async functions that take their :class:`~agent.ui.services.Services`, so tests call them
+directly with a fake model inside a Chainlit context (``agent/ui/app.py`` only wires them to Chainlit's
+decorators). Every user-facing failure becomes a friendly message; details go to the server log only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import chainlit as cl
+
+from agent.config import Settings
+from agent.errors import InputError, ModelLoadError, WhazzatError
+from agent.feedback import FeedbackRecord, Verdict, append_feedback, feedback_path
+from agent.schemas import Listing, Recommendation
+from agent.ui.cards import escape_text, format_price, link, render_answer
+from agent.ui.chat_settings import ChatPreferences, SettingsError, check_backend, effective, widgets
+from agent.ui.followups import Cheaper, More, NewNeed, parse_followup
+from agent.ui.services import Services
+from agent.ui.session_state import ChatState, ShownAnswer, get_state, set_state
+from agent.ui.stage_steps import STEP_TITLES, run_chain_with_steps
+from agent.validation import validate_need
+
+log = logging.getLogger(__name__)
+
+FEEDBACK_UP = "whazzat_feedback_up"
+FEEDBACK_DOWN = "whazzat_feedback_down"
+FEEDBACK_COMMENT = "whazzat_feedback_comment"
+#: Axesso serves up to 5 result pages per keyword (``SearchQuery.page``).
+MAX_PAGE = 5
+COMMENT_TIMEOUT_S = 300
+
+EXAMPLE_NEEDS = (
+    ("Dig up vegetables", "something to dig food"),
+    ("Back pain at the desk", "my back hurts after sitting all day"),
+    ("First camping trip", "first camping trip next month, I own nothing"),
+)
+
+
+def friendly(error: BaseException) -> str:
+    """What to tell the user about ``error``: our own errors say what to change; anything else is a bug,
+    logged with its traceback on the server and summarised politely here."""
+    if isinstance(error, InputError):
+        return f"I can't use that message: {error}."
+    if isinstance(error, ModelLoadError):
+        return f"The language model could not be loaded: {error}. Ask whoever runs this server to check it."
+    if isinstance(error, (WhazzatError, SettingsError)):
+        return str(error)
+    log.error("Answering failed", exc_info=error)
+    return ("Sorry, something went wrong while answering. Please try again in a moment, or rephrase the need; "
+            "the details are in the server log.")
+
+
+async def say(content: str, **kwargs: Any) -> cl.Message:
+    return await cl.Message(content=content, **kwargs).send()
+
+
+def chat_state(services: Services) -> ChatState:
+    """This chat's state, created with the server's defaults if the chat has none yet."""
+    return get_state() or set_state(ChatState(preferences=ChatPreferences.from_settings(services.settings)))
+
+
+# --- chat life cycle -----------------------------------------------------------------------------------
+def starters() -> list[cl.Starter]:
+    """Three example needs, offered as buttons on an empty chat."""
+    return [cl.Starter(label=label, message=need) for label, need in EXAMPLE_NEEDS]
+
+
+async def start_chat(services: Services) -> ChatState:
+    """A fresh state with the server's defaults, and the settings panel showing them."""
+    state = set_state(ChatState(preferences=ChatPreferences.from_settings(services.settings)))
+    await cl.ChatSettings(widgets(state.preferences)).send()
+    return state
+
+
+async def update_settings(values: dict[str, Any], services: Services) -> None:
+    """Apply the settings panel's values to this chat (an invalid value is refused and explained)."""
+    state = chat_state(services)
+    try:
+        state.preferences = state.preferences.updated(values)
+    except SettingsError as error:
+        await say(f"That setting was not applied: {escape_text(str(error), 200)}.")
+        return
+    if note := check_backend(state.preferences, services.settings):
+        await say(escape_text(note, 300))
+
+
+# --- messages ------------------------------------------------------------------------------------------
+async def handle_message(text: str, services: Services) -> None:
+    """Answer a message: a follow-up on the current results, or a new need."""
+    state = chat_state(services)
+    products = [s.product for s in state.current.suggestions] if state.current else []
+    intent = parse_followup(text, products)
+    try:
+        if isinstance(intent, NewNeed):
+            await answer_need(state, intent.text, services)
+        elif state.current is None:
+            await say("Tell me what you need first (for example *something to dig food*); "
+                      "then I can make it cheaper or show more.")
+        elif isinstance(intent, Cheaper):
+            await answer_cheaper(state, intent, services)
+        elif isinstance(intent, More):
+            await answer_more(state, intent, services)
+    except Exception as error:  # noqa: BLE001 - the user gets a message, the log gets the details
+        await say(friendly(error))
+
+
+def _settings_for(state: ChatState, services: Services) -> Settings:
+    return effective(state.preferences, services.settings).apply(services.settings)
+
+
+@asynccontextmanager
+async def working(text: str) -> AsyncIterator[cl.Message]:
+    """A message saying what is being done, with the steps shown under it while the code inside works.
+    If that code fails, the message becomes a friendly error instead (and the error is handled)."""
+    message = await say(text)
+    try:
+        yield message
+    except Exception as error:  # noqa: BLE001 - the user gets a message, the log gets the details
+        message.content = friendly(error)
+        await message.update()
+
+
+async def show_answer(working_message: cl.Message, done: str, answer: ShownAnswer, content: str) -> None:
+    """Mark the work as done (``done`` heads the steps) and send the answer after the steps, with its
+    feedback buttons."""
+    working_message.content = done
+    await working_message.update()
+    await say(content, actions=feedback_actions(answer.id))
+
+
+async def answer_need(state: ChatState, text: str, services: Services) -> None:
+    """Run the whole chain on a new need, each stage a step as it runs, then the cards."""
+    need = validate_need(text)  # fail fast, before anything is shown
+    settings = _settings_for(state, services)
+    async with working(f"Working on “{escape_text(need, 120)}”...") as message:
+        result, view = await run_chain_with_steps(services, settings, need, parent_id=message.id)
+        answer = _shown(result, settings, result.listings)
+        state.start_need(answer, view.found or result.listings, settings.budget)
+        seconds = result.timings.get("total", 0.0)
+        await show_answer(message, f"Worked on “{escape_text(need, 120)}” for {seconds:.0f} s:", answer,
+                          _answer_markdown(answer, warnings=result.warnings))
+
+
+async def answer_cheaper(state: ChatState, intent: Cheaper, services: Services) -> None:
+    """Re-rank the current need's listings under a budget: the one given, or the median price shown."""
+    current = state.current
+    assert current is not None
+    if not any(listing.price is not None for listing in state.found):
+        await say(NO_PRICES_NOTE)
+        return
+    shown = [listing.price for listing in current.listings if listing.price is not None]
+    prices = shown or [listing.price for listing in state.found if listing.price is not None]
+    budget = intent.budget if intent.budget is not None else statistics.median(prices)
+    settings = _settings_for(state, services)
+    shown_budget = format_price(budget, settings.domain)
+    async with working(f"Re-ranking with a budget of {shown_budget}...") as message:
+        async with cl.Step(name=STEP_TITLES["rank"], type="tool", parent_id=message.id) as step:
+            ranked = await asyncio.to_thread(
+                services.rank, state.found, current.suggestions, settings=settings, budget=budget
+            )
+            step.output = f"Re-ranked {len(state.found)} listings with a budget of {shown_budget}: {len(ranked)} left."
+        state.budget = budget
+        answer = state.remember(_shown_followup(current, ranked, settings, budget))
+        state.current = answer
+        await show_answer(message, f"Re-ranked with a budget of {shown_budget}:", answer,
+                          _answer_markdown(answer, title=f"**At or under {shown_budget}:**"))
+
+
+NO_PRICES_NOTE = (
+    "These results are search links without prices, so I can't filter them by price: open a link and sort by "
+    "price there, or pick the *axesso* or *catalog* backend in the settings for real prices."
+)
+
+
+async def answer_more(state: ChatState, intent: More, services: Services) -> None:
+    """Fetch the next result page for one product type and show its new listings."""
+    current = state.current
+    assert current is not None
+    from agent.dedup import normalize_product
+    from tools.base import SearchQuery
+
+    settings = _settings_for(state, services)
+    product = escape_text(intent.product, 60)
+    key = normalize_product(intent.product)
+    page = state.pages.get(key, 1) + 1
+    if page > MAX_PAGE:
+        await say(f"I have already shown {MAX_PAGE} pages of {product}.")
+        return
+    async with working(f"Looking for more {product}...") as message:
+        backend = services.backend(settings)
+        query = SearchQuery(keyword=intent.product, domain=settings.domain, page=page)
+        async with cl.Step(name=STEP_TITLES["search"], type="tool", parent_id=message.id) as step:
+            outcome = await asyncio.to_thread(backend.search, query)
+            known = {listing.url for listing in state.found}
+            new = [listing for listing in outcome.listings if listing.url not in known]
+            step.output = f"Page {page} of {product}: {len(new)} new listings."
+        state.pages[key] = page
+        if not new:
+            first = next((x for x in current.listings if normalize_product(x.product) == key), None)
+            where = f": {link(escape_text(first.title), first.url)}" if first else "."
+            message.content = (f"No more listings of {product} from this backend; the marketplace page has "
+                               f"the rest{where}")
+            await message.update()
+            return
+        state.found.extend(new)
+        async with cl.Step(name=STEP_TITLES["rank"], type="tool", parent_id=message.id) as step:
+            ranked = await asyncio.to_thread(
+                services.rank, new, current.suggestions, settings=settings, budget=state.budget
+            )
+            step.output = f"Ranked {len(new)} new listings: {len(ranked)} shown."
+        answer = state.remember(_shown_followup(current, ranked, settings, state.budget))
+        content = _answer_markdown(answer, title=f"**More {product}:**", warnings=outcome.warnings)
+        await show_answer(message, f"Fetched page {page} of {product}:", answer, content)
+
+
+def _shown(result: Recommendation, settings: Settings, listings: list[Listing]) -> ShownAnswer:
+    return ShownAnswer(
+        need=result.need,
+        paraphrases=result.paraphrases,
+        suggestions=result.suggestions,
+        listings=listings,
+        domain=settings.domain,
+        settings=_settings_summary(settings),
+    )
+
+
+def _shown_followup(current: ShownAnswer, listings: list[Listing], settings: Settings,
+                    budget: float | None) -> ShownAnswer:
+    return current.model_copy(update={
+        "id": uuid.uuid4().hex,
+        "listings": listings,
+        "settings": {**_settings_summary(settings), "budget": budget},
+        "verdict": None,
+    })
+
+
+def _settings_summary(settings: Settings) -> dict[str, Any]:
+    return {"model": settings.model, "paraphrases": settings.paraphrases, "backend": settings.backend,
+            "domain": settings.domain, "budget": settings.budget, "top_k": settings.top_k}
+
+
+def _answer_markdown(answer: ShownAnswer, *, title: str | None = None, warnings: list[str] | None = None) -> str:
+    return render_answer(
+        need=answer.need,
+        paraphrases=answer.paraphrases,
+        suggestions=answer.suggestions,
+        listings=answer.listings,
+        domain=answer.domain,
+        warnings=warnings or [],
+        title=title,
+    )
+
+
+# --- feedback ------------------------------------------------------------------------------------------
+def feedback_actions(answer_id: str) -> list[cl.Action]:
+    """Thumbs up, thumbs down and comment buttons for one answer (the payload names the answer only;
+    what is recorded comes from the server-side session, never from the browser)."""
+    payload = {"answer_id": answer_id}
+    return [
+        cl.Action(name=FEEDBACK_UP, payload=payload, icon="thumbs-up", tooltip="Helpful"),
+        cl.Action(name=FEEDBACK_DOWN, payload=payload, icon="thumbs-down", tooltip="Not helpful"),
+        cl.Action(name=FEEDBACK_COMMENT, payload=payload, icon="message-square", label="Comment",
+                  tooltip="Tell us what was good or missing"),
+    ]
+
+
+def _find_answer(answer_id: Any, services: Services) -> ShownAnswer | None:
+    return chat_state(services).answers.get(str(answer_id))
+
+
+def _record(answer: ShownAnswer, services: Services, *, verdict: Verdict | None, comment: str | None) -> None:
+    record = FeedbackRecord(
+        answer_id=answer.id,
+        need=answer.need,
+        paraphrases=answer.paraphrases,
+        products=[s.product for s in answer.suggestions],
+        urls=[listing.url for listing in answer.listings],
+        verdict=verdict,
+        comment=comment,
+        settings=answer.settings,
+    )
+    append_feedback(record, feedback_path(services.settings.home_dir))
+
+
+async def record_verdict(answer_id: Any, verdict: Verdict, services: Services) -> bool:
+    """Append a thumbs up/down for one answer of this chat to the feedback file."""
+    answer = _find_answer(answer_id, services)
+    if answer is None:
+        await say("That answer is no longer in this chat, so I could not record your vote.")
+        return False
+    try:
+        await asyncio.to_thread(_record, answer, services, verdict=verdict, comment=None)
+    except OSError as error:
+        log.error("Could not write feedback", exc_info=error)
+        await say("Sorry, I could not save your feedback on this server.")
+        return False
+    answer.verdict = verdict
+    await cl.context.emitter.send_toast("Thanks for the feedback!", "success")
+    return True
+
+
+async def ask_comment(answer_id: Any, services: Services) -> bool:
+    """Ask for a comment on one answer and append it (with the answer's latest vote) to the feedback file."""
+    answer = _find_answer(answer_id, services)
+    if answer is None:
+        await say("That answer is no longer in this chat, so I could not record a comment.")
+        return False
+    reply = await cl.AskUserMessage(
+        content="What was good or missing in this answer? Your comment is saved on this server only.",
+        timeout=COMMENT_TIMEOUT_S,
+    ).send()
+    comment = str((reply or {}).get("output") or "").strip()
+    if not comment:
+        return False
+    try:
+        await asyncio.to_thread(_record, answer, services, verdict=answer.verdict, comment=comment[:2000])
+    except OSError as error:
+        log.error("Could not write feedback", exc_info=error)
+        await say("Sorry, I could not save your comment on this server.")
+        return False
+    await say("Thanks, your comment is saved.")
+    return True

@@ -1,0 +1,117 @@
+"""What the UI needs from the rest of Whazzat, built once per server process and shared by every chat.
+
+The language model is the expensive part: it loads once (``agent.llm.load_llm`` caches it per model
+settings) and every chain built here reuses it, whatever the chat's paraphrases, backend or domain.
+Chats share the model and the search backends, never their results (those live in each chat's session).
+
+Tests build a :class:`Services` with a fake model and backend; the app uses :func:`default_services`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from agent.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseLanguageModel
+    from langchain_core.runnables import Runnable
+
+    from agent.ranking import RelevanceFn
+    from agent.schemas import Listing, Recommendation, Suggestion
+    from tools.base import SearchBackend
+
+BackendFactory = Callable[[Settings], "SearchBackend"]
+Similarity = Callable[[Sequence[str]], list[list[float]]]
+
+
+class Services:
+    """Caches chains and backends by settings; serialises generation (one answer at a time on the CPU,
+    and Hugging Face pipelines are not meant to be called from several threads at once)."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        llm: BaseLanguageModel | None = None,
+        backend_factory: BackendFactory | None = None,
+        similarity: Similarity | None = None,
+        relevance: RelevanceFn | None = None,
+    ) -> None:
+        self._settings = settings
+        self._llm = llm
+        self._backend_factory = backend_factory
+        self._similarity = similarity
+        self._relevance = relevance
+        self._chains: dict[str, Runnable[Any, Recommendation]] = {}
+        self._backends: dict[str, SearchBackend] = {}
+        self._cache_lock = threading.Lock()
+        self.generation_lock = threading.Lock()
+
+    @property
+    def settings(self) -> Settings:
+        """The server's settings (environment), read once."""
+        if self._settings is None:
+            self._settings = get_settings()
+        return self._settings
+
+    def has_chain(self, settings: Settings) -> bool:
+        """Whether a chain for ``settings`` is built (so answering will not wait for the model to load)."""
+        return settings.model_dump_json() in self._chains
+
+    def chain(self, settings: Settings) -> Runnable[Any, Recommendation]:
+        """The chain for ``settings``, built on first use (loading the model the first time). Blocking."""
+        key = settings.model_dump_json()
+        with self._cache_lock:
+            if key not in self._chains:
+                from agent.chain import build_chain
+
+                self._chains[key] = build_chain(
+                    settings, llm=self._llm, backend=self._backend_unlocked(settings), similarity=self._similarity
+                )
+            return self._chains[key]
+
+    def backend(self, settings: Settings) -> SearchBackend:
+        """The search backend for ``settings`` (shared, so its cache and call budget are shared too)."""
+        with self._cache_lock:
+            return self._backend_unlocked(settings)
+
+    def _backend_unlocked(self, settings: Settings) -> SearchBackend:
+        key = settings.model_dump_json(include={"backend", "domain", "catalog", "axesso_url", "home",
+                                                "include_sponsored", "no_cache"})
+        if key not in self._backends:
+            if self._backend_factory is not None:
+                self._backends[key] = self._backend_factory(settings)
+            else:
+                from tools.registry import make_backend
+
+                self._backends[key] = make_backend(settings)
+        return self._backends[key]
+
+    def rank(
+        self, listings: list[Listing], suggestions: list[Suggestion], *, settings: Settings, budget: float | None
+    ) -> list[Listing]:
+        """Rank ``listings`` as the chain does, with another budget (follow-ups). Blocking (MiniLM)."""
+        from agent.ranking import rank_listings
+
+        return rank_listings(listings, suggestions, budget=budget, top_k=settings.top_k,
+                             include_sponsored=settings.include_sponsored, relevance=self._relevance)
+
+    def warm_up(self) -> None:
+        """Load the model for the default settings now, so the first chat does not wait for it."""
+        self.chain(self.settings)
+
+
+_default: Services | None = None
+_default_lock = threading.Lock()
+
+
+def default_services() -> Services:
+    """The process-wide services of the app."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Services()
+        return _default

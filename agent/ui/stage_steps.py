@@ -1,0 +1,246 @@
+"""Show the chain's stages (rewrite, suggest, merge, search, rank) as Chainlit steps while it runs.
+
+The chain is synchronous and slow on a CPU, so it runs in a worker thread and the event loop stays free
+(the page never freezes). A LangChain callback handler, :class:`StageProgress`, is called inline in that
+thread when each stage starts and ends; it copies what the step will show *at that moment* (the next
+stage mutates the chain's state) and hands it to the event loop through a queue, where :class:`StepView`
+opens, fills and closes one ``cl.Step`` per stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+
+from agent.config import Settings
+from agent.schemas import Listing, Recommendation, Suggestion
+from agent.ui.cards import escape_text, format_price
+from agent.ui.services import Services
+
+log = logging.getLogger(__name__)
+
+#: Chain stage -> step title. "load" and "queue" are the UI's own waits, shown the same way.
+STEP_TITLES: dict[str, str] = {
+    "load": "Load the model",
+    "queue": "Wait for another answer",
+    "rewrite": "Rewrite",
+    "suggest": "Suggest",
+    "dedup": "Merge",
+    "search": "Search",
+    "rank": "Rank",
+}
+CHAIN_STAGES = ("rewrite", "suggest", "dedup", "search", "rank")
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    """A stage started, ended or failed; ``data`` is a private copy of what its step shows."""
+
+    stage: str
+    kind: Literal["start", "end", "error"]
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def snapshot(stage: str, kind: str, state: Any) -> dict[str, Any]:
+    """Copy the parts of the chain's state that the step for ``stage`` shows."""
+    if not isinstance(state, dict):
+        return {}
+    if kind == "start":
+        if stage == "search":
+            return {"products": [s["product"] for s in state.get("suggestions", [])]}
+        return {}
+    keys = {
+        "rewrite": ("need", "paraphrases", "warnings"),
+        "suggest": ("proposals",),
+        "dedup": ("suggestions", "paraphrases"),
+        "search": ("listings", "warnings"),
+        "rank": ("listings",),
+    }.get(stage, ())
+    return {key: copy.deepcopy(state.get(key)) for key in keys}
+
+
+class StageProgress(BaseCallbackHandler):
+    """Reports the chain's named stages to ``emit``; called inline in the chain's thread."""
+
+    run_inline = True
+
+    def __init__(self, emit: Callable[[StageEvent], None]) -> None:
+        self._emit = emit
+        self._stages: dict[UUID, str] = {}
+
+    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        name = kwargs.get("name")
+        if name in CHAIN_STAGES:
+            self._stages[run_id] = name
+            self._emit(StageEvent(name, "start", snapshot(name, "start", inputs)))
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        if (name := self._stages.pop(run_id, None)) is not None:
+            self._emit(StageEvent(name, "end", snapshot(name, "end", outputs)))
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        if (name := self._stages.pop(run_id, None)) is not None:
+            self._emit(StageEvent(name, "error"))
+
+
+# --- what each step says ---------------------------------------------------------------------------------
+def _bullets(items: list[str]) -> str:
+    return "\n".join(f"- {item}" for item in items)
+
+
+def describe(event: StageEvent, settings: Settings) -> str:
+    """The Markdown a step shows for ``event`` (model output and API text escaped)."""
+    data, stage = event.data, event.stage
+    if event.kind == "error":
+        return "This step failed."
+    if event.kind == "start":
+        return {
+            "load": "Loading the language model (once per server; the first time takes a minute)...",
+            "queue": "Another chat is using the model; yours is next...",
+            "rewrite": f"Asking the model for {settings.paraphrases} other ways to say your need...",
+            "suggest": "Asking the model which product types answer each phrasing...",
+            "dedup": "Merging duplicate product types and counting votes...",
+            "search": _describe_search_start(data.get("products", []), settings),
+            "rank": "Ranking the listings...",
+        }.get(stage, "")
+    if stage == "rewrite":
+        paraphrases = data.get("paraphrases") or []
+        if not paraphrases:
+            return "No usable rewrite; I will use your words alone." if settings.paraphrases else "Rewrites are off."
+        return "Also asking as:\n" + _bullets([escape_text(p, 120) for p in paraphrases])
+    if stage == "suggest":
+        lines = []
+        for text, products in data.get("proposals") or []:
+            answer = ", ".join(escape_text(p, 60) for p in products) or "(nothing usable)"
+            lines.append(f"*{escape_text(text, 80)}* → {answer}")
+        return _bullets(lines)
+    if stage == "dedup":
+        suggestions = [Suggestion.model_validate(s) for s in data.get("suggestions") or []]
+        asked = 1 + len(data.get("paraphrases") or [])
+        if not suggestions:
+            return "No product type to search for."
+        return "Product types, by votes:\n" + _bullets(
+            [f"{escape_text(s.product, 60)}: {s.votes}/{asked}" for s in suggestions]
+        )
+    if stage == "search":
+        return _describe_search_end(data, settings)
+    if stage == "rank":
+        return _describe_rank(data.get("listings") or [], settings)
+    return "Done."
+
+
+def _describe_search_start(products: list[str], settings: Settings) -> str:
+    where = f"{settings.backend} on amazon.{settings.domain}"
+    return f"Searching {where} for {len(products)} product types:\n" + _bullets(
+        [f"⏳ {escape_text(p, 60)}" for p in products]
+    )
+
+
+def _describe_search_end(data: dict[str, Any], settings: Settings) -> str:
+    counts: dict[str, int] = {}
+    for listing in data.get("listings") or []:
+        counts[listing["product"]] = counts.get(listing["product"], 0) + 1
+    lines = [f"✓ {escape_text(product, 60)}: {n} result{'s' if n != 1 else ''}" for product, n in counts.items()]
+    notes = [f"⚠️ {escape_text(w, 200)}" for w in data.get("warnings") or []]
+    return f"Searched {settings.backend} on amazon.{settings.domain}:\n" + _bullets(lines + notes)
+
+
+def _describe_rank(listings: list[dict[str, Any]], settings: Settings) -> str:
+    if not listings:
+        return "Nothing to rank (no listing within the budget)."
+    lines = []
+    for raw in listings:
+        listing = Listing.model_validate(raw)
+        parts = ", ".join(f"{name} {value:.2f}" for name, value in listing.score_parts.items())
+        price = format_price(listing.price, settings.domain)
+        lines.append(f"{escape_text(listing.title, 60)}{' · ' + price if price else ''}: "
+                     f"score {listing.score or 0:.2f} ({parts})")
+    budget = f" within {format_price(settings.budget, settings.domain)}" if settings.budget else ""
+    return f"Top {len(listings)}{budget}, by score:\n" + _bullets(lines)
+
+
+# --- showing the steps -----------------------------------------------------------------------------------
+class StepView:
+    """Turns stage events into Chainlit steps: one step per stage, opened on start, closed on end,
+    nested under the message ``parent_id`` (the answer in the making) when given."""
+
+    def __init__(self, settings: Settings, parent_id: str | None = None) -> None:
+        self.settings = settings
+        self.parent_id = parent_id
+        self._open: dict[str, Any] = {}
+        #: Every listing the search found, before ranking (kept for "cheaper" follow-ups).
+        self.found: list[Listing] = []
+
+    async def show(self, event: StageEvent) -> None:
+        import chainlit as cl
+        from chainlit.utils import utc_now
+
+        title = STEP_TITLES.get(event.stage, event.stage)
+        if event.kind == "start":
+            step = cl.Step(name=title, type="tool", parent_id=self.parent_id,
+                           default_open=event.stage in ("search", "load"))
+            step.start = utc_now()
+            step.output = describe(event, self.settings)
+            self._open[event.stage] = step
+            await step.send()
+            return
+        if event.stage == "search" and event.kind == "end":
+            self.found = [Listing.model_validate(raw) for raw in event.data.get("listings") or []]
+        step = self._open.pop(event.stage, None)
+        if step is None:
+            return
+        step.output = describe(event, self.settings)
+        step.is_error = event.kind == "error"
+        step.end = utc_now()
+        await step.update()
+
+    async def close_all(self) -> None:
+        """Mark steps still open (the chain failed in between) as failed."""
+        for stage in list(self._open):
+            await self.show(StageEvent(stage, "error"))
+
+
+async def run_chain_with_steps(
+    services: Services, settings: Settings, need: str, parent_id: str | None = None
+) -> tuple[Recommendation, StepView]:
+    """Answer ``need`` in a worker thread, showing each stage as a step (under ``parent_id``) as it happens."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[StageEvent | None] = asyncio.Queue()
+
+    def emit(event: StageEvent | None) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, event)
+
+    def work() -> Recommendation:
+        try:
+            if not services.has_chain(settings):
+                emit(StageEvent("load", "start"))
+                services.chain(settings)
+                emit(StageEvent("load", "end"))
+            chain = services.chain(settings)
+            if not services.generation_lock.acquire(blocking=False):
+                emit(StageEvent("queue", "start"))
+                services.generation_lock.acquire()
+                emit(StageEvent("queue", "end"))
+            try:
+                return chain.invoke(need, {"callbacks": [StageProgress(emit)]})
+            finally:
+                services.generation_lock.release()
+        finally:
+            emit(None)  # no more events
+
+    view = StepView(settings, parent_id)
+    task = asyncio.create_task(asyncio.to_thread(work))
+    try:
+        while (event := await queue.get()) is not None:
+            await view.show(event)
+        return await task, view
+    finally:
+        await view.close_all()
+

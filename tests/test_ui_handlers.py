@@ -1,0 +1,517 @@
+"""The chat UI's handlers, called directly inside a Chainlit context with a recording emitter
+(Chainlit has no test client, DESIGN.md §4), a fake model and a fake shop: steps, cards, settings,
+follow-ups, feedback, errors, and the pure helpers (cards, follow-up parsing, settings, CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+pytest.importorskip("chainlit", reason="the UI needs chainlit: pip install 'chainlit>=2.10.1'")
+
+from chainlit.context import ChainlitContext, context_var
+from chainlit.emitter import BaseChainlitEmitter
+from chainlit.session import HTTPSession
+
+from agent.config import get_settings
+from agent.feedback import feedback_path, read_feedback
+from agent.schemas import Listing, Suggestion
+from agent.ui import handlers
+from agent.ui.cards import escape_text, render_answer, safe_url
+from agent.ui.chat_settings import ChatPreferences, SettingsError
+from agent.ui.followups import Cheaper, More, NewNeed, parse_followup
+from agent.ui.services import Services
+from agent.ui.session_state import get_state
+from tests.conftest import exact_similarity
+from tests.fakes import FakeWhazzatLLM
+from tools.base import SearchBackend, SearchOutcome, SearchQuery
+
+NEED = "something to dig food"
+STAGES = ["Rewrite", "Suggest", "Merge", "Search", "Rank"]
+
+
+# --- a Chainlit context that records what would reach the browser -----------------------------------------
+class RecordingEmitter(BaseChainlitEmitter):
+    """Keeps every step, message, action and toast; answers "ask" prompts from ``replies``."""
+
+    def __init__(self, session: HTTPSession) -> None:
+        super().__init__(session)
+        self.sent: list[dict[str, Any]] = []
+        self.updated: list[dict[str, Any]] = []
+        self.actions: list[dict[str, Any]] = []
+        self.toasts: list[str] = []
+        self.settings_panels: list[Any] = []
+        self.replies: list[str] = []
+
+    async def send_step(self, step_dict):
+        self.sent.append(dict(step_dict))
+
+    async def update_step(self, step_dict):
+        self.updated.append(dict(step_dict))
+
+    async def emit(self, event: str, data: Any):
+        if event == "action":
+            self.actions.append(data)
+        elif event == "chat_settings":
+            self.settings_panels.append(data)
+
+    def set_chat_settings(self, settings):
+        self.session.chat_settings = settings
+
+    async def send_toast(self, message: str, type: Any = "info"):
+        self.toasts.append(message)
+
+    async def send_ask_user(self, step_dict, spec, raise_on_timeout=False):
+        self.sent.append(dict(step_dict))
+        return {"output": self.replies.pop(0)} if self.replies else None
+
+    # --- what the tests read ---
+    def messages(self) -> list[str]:
+        """Each assistant message's latest text, in the order they were first sent."""
+        latest: dict[str, str] = {}
+        for step in [*self.sent, *self.updated]:
+            if step.get("type") == "assistant_message":
+                latest[step["id"]] = step["output"]
+        return list(latest.values())
+
+    def steps(self) -> list[str]:
+        return [s["name"] for s in self.sent if s.get("type") == "tool"]
+
+    def finished_steps(self) -> dict[str, dict[str, Any]]:
+        return {s["name"]: s for s in self.updated if s.get("type") == "tool" and s.get("end")}
+
+
+class Chat:
+    """One browser tab: its own Chainlit session and context."""
+
+    def __init__(self) -> None:
+        self.session = HTTPSession(id=str(uuid.uuid4()), thread_id=str(uuid.uuid4()), client_type="webapp")
+        self.emitter = RecordingEmitter(self.session)
+        self.use()
+
+    def use(self) -> Chat:
+        context_var.set(ChainlitContext(self.session, emitter=self.emitter))
+        return self
+
+
+# --- fakes -------------------------------------------------------------------------------------------
+class FakeShop(SearchBackend):
+    """Three priced listings per product type and page; a title carries markup that must stay text."""
+
+    name = "fake-shop"
+
+    def __init__(self) -> None:
+        self.queries: list[SearchQuery] = []
+
+    def search(self, query: SearchQuery) -> SearchOutcome:
+        self.queries.append(query)
+        slug = query.keyword.replace(" ", "-")
+        listings = [
+            Listing(
+                product=query.keyword,
+                title=f"{query.keyword} model {n} p{query.page} [click](javascript:alert(1)) <b>bold</b>",
+                url=f"https://www.amazon.{query.domain}/dp/{slug}-{query.page}-{n}",
+                price=price,
+                rating=4.5,
+                reviews=100 * n,
+                image=f"https://m.media-amazon.com/images/{slug}-{n}.jpg",
+                asin=f"{slug}-{query.page}-{n}",
+            )
+            for n, price in enumerate((9.99, 19.99, 39.99), start=1)
+        ]
+        return SearchOutcome(listings=listings)
+
+
+def same_relevance(titles: list[str], products: list[str]) -> list[float]:
+    return [1.0] * len(titles)
+
+
+def make_services(backend: SearchBackend | None = None, llm: Any = None, **overrides: Any) -> Services:
+    settings = get_settings(paraphrases=3, semantic_dedup=False, **overrides)
+    factory = (lambda settings: backend) if backend is not None else None
+    return Services(settings, llm=llm or FakeWhazzatLLM(prompts=[]), backend_factory=factory,
+                    similarity=exact_similarity, relevance=same_relevance)
+
+
+@pytest.fixture
+def shop() -> FakeShop:
+    return FakeShop()
+
+
+@pytest.fixture(autouse=True)
+def no_minilm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chain's rank stage scores relevance with MiniLM; these tests need no embedder."""
+    monkeypatch.setattr("agent.ranking.minilm_relevance", same_relevance)
+
+
+# --- a new need ------------------------------------------------------------------------------------------
+async def test_a_need_shows_every_stage_as_a_step_then_cards(shop: FakeShop) -> None:
+    chat, services = Chat(), make_services(shop)
+    await handlers.start_chat(services)
+    await handlers.handle_message(NEED, services)
+
+    assert chat.emitter.steps() == ["Load the model", *STAGES]  # the model loads on first use only
+    finished = chat.emitter.finished_steps()
+    assert set(finished) == {"Load the model", *STAGES}
+    assert not any(step["isError"] for step in finished.values())
+    assert "a tool for digging in the garden" in finished["Rewrite"]["output"]
+    assert "garden trowel: " in finished["Merge"]["output"]  # product types with votes
+    assert "✓ garden trowel: 3 results" in finished["Search"]["output"]
+    assert "score" in finished["Rank"]["output"]
+
+    answer = chat.emitter.messages()[-1]
+    assert "#### Garden trowel" in answer
+    assert "https://www.amazon.com/dp/garden-trowel-1-1" in answer
+    assert "![" in answer and "https://m.media-amazon.com/images/garden-trowel-1.jpg" in answer
+    assert "$9.99" in answer and "★ 4.5" in answer
+    assert "**Why these?**" in answer
+    state = get_state()
+    assert state is not None and state.current is not None
+    assert {a["name"] for a in chat.emitter.actions} == {handlers.FEEDBACK_UP, handlers.FEEDBACK_DOWN,
+                                                         handlers.FEEDBACK_COMMENT}
+    assert all(a["payload"] == {"answer_id": state.current.id} for a in chat.emitter.actions)
+
+
+async def test_api_titles_are_shown_as_text_never_markup(shop: FakeShop) -> None:
+    chat, services = Chat(), make_services(shop)
+    await handlers.handle_message(NEED, services)
+    answer = chat.emitter.messages()[-1]
+    assert "[click](javascript" not in answer and "<b>" not in answer
+    assert r"\[click\]\(javascript\:alert\(1\)\) \<b\>bold\<\/b\>" in answer
+
+
+async def test_settings_panel_values_are_honoured() -> None:
+    chat = Chat()
+    llm = FakeWhazzatLLM(prompts=[])
+    services = make_services(llm=llm)  # the real links backend
+    await handlers.start_chat(services)
+    assert chat.emitter.settings_panels, "the settings panel is sent on chat start"
+    await handlers.update_settings({"paraphrases": 0, "domain": "de", "top_k": 2, "backend": "links"}, services)
+    await handlers.handle_message(NEED, services)
+
+    assert not any("rewrites of this need" in prompt for prompt in llm.prompts)  # no rewrite asked
+    state = get_state()
+    assert state is not None and state.current is not None
+    assert len(state.current.listings) == 2
+    assert all(listing.url.startswith("https://www.amazon.de/s?k=") for listing in state.current.listings)
+    assert "Rewrites are off" in chat.emitter.finished_steps()["Rewrite"]["output"]
+
+
+async def test_a_bad_setting_is_refused_with_the_reason() -> None:
+    chat, services = Chat(), make_services()
+    await handlers.start_chat(services)
+    await handlers.update_settings({"top_k": 0}, services)
+    state = get_state()
+    assert state is not None and state.preferences.top_k == services.settings.top_k
+    assert "not applied" in chat.emitter.messages()[-1] and "top k" in chat.emitter.messages()[-1]
+
+
+async def test_an_unconfigured_catalog_backend_falls_back_to_links_with_a_note() -> None:
+    chat, services = Chat(), make_services()
+    await handlers.update_settings({"backend": "catalog"}, services)
+    assert "WHAZZAT\\_CATALOG" in chat.emitter.messages()[-1]
+    await handlers.handle_message(NEED, services)
+    state = get_state()
+    assert state is not None and state.current is not None
+    assert state.current.listings[0].url.startswith("https://www.amazon.com/s?k=")
+
+
+# --- follow-ups ------------------------------------------------------------------------------------------
+async def test_under_a_budget_reranks_the_same_results(shop: FakeShop) -> None:
+    chat, services = Chat(), make_services(shop)
+    await handlers.handle_message(NEED, services)
+    searches = len(shop.queries)
+    await handlers.handle_message("under $15", services)
+
+    assert len(shop.queries) == searches, "a budget re-ranks; it does not search again"
+    state = get_state()
+    assert state is not None and state.current is not None and state.budget == 15
+    assert state.current.listings and all((x.price or 0) <= 15 for x in state.current.listings)
+    assert "At or under $15.00" in chat.emitter.messages()[-1]
+    assert chat.emitter.steps()[-1] == "Rank"
+
+
+async def test_cheaper_uses_the_median_price_shown(shop: FakeShop) -> None:
+    Chat()
+    services = make_services(shop)
+    await handlers.handle_message(NEED, services)
+    state = get_state()
+    assert state is not None and state.current is not None
+    median = statistics.median(x.price or 0 for x in state.current.listings)
+    await handlers.handle_message("cheaper please", services)
+    assert state.budget == median
+    assert max(x.price or 0 for x in state.current.listings) <= median
+
+
+async def test_cheaper_on_search_links_explains_why_not() -> None:
+    chat, services = Chat(), make_services()
+    await handlers.handle_message(NEED, services)
+    await handlers.handle_message("cheaper", services)
+    assert "without prices" in chat.emitter.messages()[-1]
+
+
+async def test_more_of_a_product_type_fetches_its_next_page(shop: FakeShop) -> None:
+    chat, services = Chat(), make_services(shop)
+    await handlers.handle_message(NEED, services)
+    await handlers.handle_message("more garden trowels", services)
+
+    assert shop.queries[-1].keyword == "garden trowel" and shop.queries[-1].page == 2
+    answer = chat.emitter.messages()[-1]
+    assert answer.startswith("**More garden trowel:**")
+    assert "garden-trowel-2-1" in answer
+    await handlers.handle_message("more garden trowel", services)
+    assert shop.queries[-1].page == 3
+
+
+async def test_more_with_the_links_backend_says_there_is_nothing_new() -> None:
+    chat, services = Chat(), make_services()
+    await handlers.handle_message(NEED, services)
+    await handlers.handle_message("more garden trowel", services)
+    assert "No more listings of garden trowel" in chat.emitter.messages()[-1]
+
+
+async def test_a_new_need_starts_over(shop: FakeShop) -> None:
+    Chat()
+    services = make_services(shop)
+    await handlers.handle_message(NEED, services)
+    await handlers.handle_message("more garden trowel", services)
+    await handlers.handle_message("a desk for a small room", services)
+    state = get_state()
+    assert state is not None and state.current is not None
+    assert state.current.need == "a desk for a small room" and state.pages == {}
+
+
+async def test_a_follow_up_before_any_need_asks_for_a_need() -> None:
+    chat, services = Chat(), make_services()
+    await handlers.handle_message("cheaper", services)
+    assert "Tell me what you need first" in chat.emitter.messages()[-1]
+
+
+async def test_two_chats_never_see_each_others_results(shop: FakeShop) -> None:
+    services = make_services(shop)
+    alice = Chat()
+    await handlers.handle_message(NEED, services)
+    alice_state = get_state()
+    assert alice_state is not None and alice_state.current is not None
+
+    bob = Chat()
+    assert get_state() is None
+    await handlers.handle_message("under $15", services)
+    assert "Tell me what you need first" in bob.emitter.messages()[-1]
+    assert not await handlers.record_verdict(alice_state.current.id, "up", services)
+    assert not any("garden" in message for message in bob.emitter.messages())
+
+    alice.use()
+    assert get_state() is alice_state
+
+
+# --- feedback ----------------------------------------------------------------------------------------------
+async def test_votes_and_comments_are_appended_to_the_feedback_file(shop: FakeShop) -> None:
+    chat, services = Chat(), make_services(shop)
+    await handlers.handle_message(NEED, services)
+    state = get_state()
+    assert state is not None and state.current is not None
+    answer_id = state.current.id
+
+    assert await handlers.record_verdict(answer_id, "up", services)
+    chat.emitter.replies.append("  Great, but I wanted a spade too.  ")
+    assert await handlers.ask_comment(answer_id, services)
+
+    records, skipped = read_feedback(feedback_path(services.settings.home_dir))
+    assert skipped == 0 and [r.verdict for r in records] == ["up", "up"]
+    first, second = records
+    assert first.answer_id == second.answer_id == answer_id
+    assert first.need == NEED and first.paraphrases and "garden trowel" in first.products
+    assert first.urls[0].startswith("https://www.amazon.com/dp/")
+    assert first.comment is None and second.comment == "Great, but I wanted a spade too."
+    assert first.settings["backend"] == "links" and first.settings["paraphrases"] == 3
+    assert chat.emitter.toasts
+
+
+async def test_an_empty_comment_writes_nothing(shop: FakeShop) -> None:
+    Chat()
+    services = make_services(shop)
+    await handlers.handle_message(NEED, services)
+    state = get_state()
+    assert state is not None and state.current is not None
+    assert not await handlers.ask_comment(state.current.id, services)  # timed out: no reply
+    assert not feedback_path(services.settings.home_dir).exists()
+
+
+async def test_feedback_on_an_unknown_answer_is_refused() -> None:
+    chat, services = Chat(), make_services()
+    assert not await handlers.record_verdict("not-an-answer", "down", services)
+    assert "no longer in this chat" in chat.emitter.messages()[-1]
+
+
+# --- errors ------------------------------------------------------------------------------------------------
+class BrokenLLM(FakeWhazzatLLM):
+    def _call(self, prompt: str, *args: Any, **kwargs: Any) -> str:
+        raise RuntimeError("CUDA exploded at 0xdeadbeef")
+
+
+async def test_an_unexpected_error_is_a_friendly_message_not_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    chat, services = Chat(), make_services(llm=BrokenLLM(prompts=[]))
+    await handlers.handle_message(NEED, services)
+    message = chat.emitter.messages()[-1]
+    assert message.startswith("Sorry, something went wrong")
+    assert "Traceback" not in message and "0xdeadbeef" not in message
+    assert "0xdeadbeef" in caplog.text  # the details go to the server log
+    failed = chat.emitter.finished_steps()
+    assert failed["Rewrite"]["isError"] is True
+
+
+async def test_a_bad_need_says_what_to_change() -> None:
+    chat, services = Chat(), make_services()
+    await handlers.handle_message("   ", services)
+    assert "the need is empty" in chat.emitter.messages()[-1]
+    assert chat.emitter.steps() == []
+
+
+# --- the model once, the event loop free -----------------------------------------------------------------------
+async def test_chats_share_one_chain_per_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.chain
+
+    builds: list[Any] = []
+    real_build = agent.chain.build_chain
+    monkeypatch.setattr(agent.chain, "build_chain", lambda *a, **k: builds.append(a) or real_build(*a, **k))
+    services = make_services()
+    for _ in range(2):
+        Chat()
+        await handlers.handle_message(NEED, services)
+    assert len(builds) == 1
+
+
+class SlowLLM(FakeWhazzatLLM):
+    def _call(self, prompt: str, *args: Any, **kwargs: Any) -> str:
+        time.sleep(0.2)
+        return super()._call(prompt, *args, **kwargs)
+
+
+async def test_the_event_loop_keeps_running_while_the_model_works() -> None:
+    Chat()
+    services = make_services(llm=SlowLLM(prompts=[]))
+    ticks: list[float] = []
+
+    async def heartbeat() -> None:
+        while True:
+            ticks.append(time.perf_counter())
+            await asyncio.sleep(0.02)
+
+    beat = asyncio.create_task(heartbeat())
+    started = time.perf_counter()
+    await handlers.handle_message(NEED, services)
+    elapsed = time.perf_counter() - started
+    beat.cancel()
+    assert elapsed > 0.5  # the model took a while...
+    assert len(ticks) > elapsed / 0.02 / 3  # ...and the loop kept serving meanwhile
+
+
+async def test_the_app_module_wires_every_chainlit_event() -> None:
+    from chainlit.config import config
+
+    import agent.ui.app  # noqa: F401 - registers the callbacks
+
+    assert config.code.on_message and config.code.on_chat_start and config.code.on_settings_update
+    assert config.code.set_starters and config.code.on_app_startup
+    assert {handlers.FEEDBACK_UP, handlers.FEEDBACK_DOWN, handlers.FEEDBACK_COMMENT} <= set(
+        config.code.action_callbacks
+    )
+    assert len(handlers.starters()) == 3
+
+
+# --- pure helpers --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("cheaper", Cheaper()),
+        ("Something cheaper, please!", Cheaper()),
+        ("under $20", Cheaper(budget=20.0)),
+        ("below 19,99 €", Cheaper(budget=19.99)),
+        ("cheaper, under 1,000 dollars", Cheaper(budget=1000.0)),
+        ("max 30", Cheaper(budget=30.0)),
+        ("more garden trowels", More(product="garden trowel")),
+        ("show me more of the Trowel Garden", More(product="garden trowel")),
+        ("more storage for my tiny flat", NewNeed(text="more storage for my tiny flat")),
+        ("a budget laptop for school", NewNeed(text="a budget laptop for school")),
+        ("under the sink organiser", NewNeed(text="under the sink organiser")),
+    ],
+)
+def test_follow_ups_are_told_from_new_needs(text: str, expected: object) -> None:
+    assert parse_followup(text, ["garden trowel", "hand rake"]) == expected
+
+
+def test_escape_text_neutralises_markdown_and_autolinks() -> None:
+    assert escape_text("![x](http://evil) www.evil.com | *b*") == (
+        r"\!\[x\]\(http\:\/\/evil\) www\.evil\.com \| \*b\*"
+    )
+    assert escape_text("a\nb  c") == "a b c"
+    assert escape_text("x" * 300, limit=10) == "x" * 9 + "…"
+
+
+def test_only_http_urls_become_links() -> None:
+    assert safe_url("javascript:alert(1)") is None
+    assert safe_url("/relative") is None
+    assert safe_url("https://www.amazon.com/s?k=a (b)") == "https://www.amazon.com/s?k=a%20%28b%29"
+
+
+def test_cards_group_by_product_type_and_show_links_for_search_pages() -> None:
+    listings = [Listing(product="garden trowel", title="Search Amazon for “garden trowel”",
+                        url="https://www.amazon.com/s?k=garden+trowel"),
+                Listing(product="hand rake", title="Search Amazon for “hand rake”",
+                        url="https://www.amazon.com/s?k=hand+rake")]
+    suggestions = [Suggestion(product="garden trowel", votes=3, sources=[NEED, "dig", "soil"]),
+                   Suggestion(product="hand rake", votes=1, sources=["dig"])]
+    text = render_answer(need=NEED, paraphrases=["dig", "soil"], suggestions=suggestions, listings=listings,
+                         domain="com")
+    assert "#### Garden trowel · 3 of 3 phrasings" in text and "#### Hand rake · 1 of 3 phrasings" in text
+    assert "- [Search Amazon for “garden trowel”](https://www.amazon.com/s?k=garden+trowel)" in text
+    assert "| Price |" not in text  # no empty table for search links
+    assert "- garden trowel: suggested for your words, rewrite 1, rewrite 2" in text
+
+
+def test_chat_preferences_validate_the_panel() -> None:
+    preferences = ChatPreferences()
+    assert preferences.updated({"budget": ""}).budget is None
+    assert preferences.updated({"budget": "$25"}).budget == 25.0
+    assert preferences.updated({"budget": 0}).budget is None
+    with pytest.raises(SettingsError, match="domain"):
+        preferences.updated({"domain": "evil.example"})
+    settings = preferences.updated({"paraphrases": 1, "domain": "de"}).apply(get_settings())
+    assert settings.paraphrases == 1 and settings.domain == "de"
+
+
+def test_ui_command_runs_chainlit_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import sys
+    import types
+
+    from agent.ui import cli
+
+    calls: list[dict[str, Any]] = []
+    fake_cli = types.SimpleNamespace(main=lambda **kwargs: calls.append(kwargs))
+    # A stand-in for chainlit.cli: the real one patches asyncio (nest_asyncio) for the whole process.
+    monkeypatch.setitem(sys.modules, "chainlit.cli", types.SimpleNamespace(cli=fake_cli))
+    monkeypatch.setenv("CHAINLIT_APP_ROOT", "elsewhere")
+    cli.ui(host="127.0.0.1", port=8123, headless=True)
+    assert calls[0]["args"] == ["run", str(cli.APP_PATH), "--host", "127.0.0.1", "--port", "8123", "--headless"]
+    assert os.environ["CHAINLIT_APP_ROOT"] == str(cli.APP_ROOT)
+    assert (cli.APP_ROOT / "chainlit.md").is_file() and cli.APP_PATH.is_file()
+
+
+def test_committed_chainlit_config_keeps_safe_defaults() -> None:
+    import tomllib
+
+    from agent.ui import cli
+
+    config = tomllib.loads((cli.APP_ROOT / ".chainlit" / "config.toml").read_text(encoding="utf-8"))
+    assert config["features"]["unsafe_allow_html"] is False
+    assert config["features"]["spontaneous_file_upload"]["enabled"] is False
+    assert "*" not in config["project"]["allow_origins"]
+    assert json.dumps(config["project"]["allow_origins"]).count("127.0.0.1") == 1
