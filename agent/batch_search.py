@@ -52,8 +52,11 @@ class SharedSearch(SearchBackend):
 
     def prefetch(self, queries: Sequence[SearchQuery]) -> None:
         """Search every query not answered yet, de-duplicated, concurrently."""
+        missing: dict[_Key, SearchQuery] = {}
         with self._lock:
-            missing = {_key(query): query for query in queries if _key(query) not in self._answers}
+            for query in queries:
+                if _key(query) not in self._answers:
+                    missing.setdefault(_key(query), query)  # the first spelling is searched
         if not missing:
             return
         todo = list(missing.items())
