@@ -50,7 +50,8 @@ class BatchSummary(BaseModel):
     duplicates: int = Field(default=0, description="Rows repeating a need of an earlier row.")
     remaining: int = Field(default=0, description="Needs left unanswered because the run was stopped.")
     interrupted: bool = False
-    wall_seconds: float = 0.0
+    wall_seconds: float = Field(default=0.0, description="Seconds answering (after setup).")
+    setup_seconds: float = Field(default=0.0, description="Seconds loading the model, set by the caller.")
     search: SearchStats = Field(default_factory=SearchStats)
 
     @property

@@ -11,6 +11,7 @@ so ``whazzat --help`` stays instant. The engine is :mod:`agent.batch`.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -140,6 +141,7 @@ def batch(
         fail(str(error))
 
     console = Console(stderr=True, quiet=quiet)
+    started = time.perf_counter()
     try:
         chain, search = _build_chain(settings, console)
     except (WhazzatError, ValueError) as error:  # a model that does not load, a bad catalog ...
@@ -161,6 +163,7 @@ def batch(
         )
     except BatchOutputError as error:  # the disk filled up, the file vanished ...
         fail(str(error))
+    summary.setup_seconds = round(time.perf_counter() - started - summary.wall_seconds, 3)
     print_summary(console, summary, str(out) if out else "stdout")
     raise typer.Exit(summary.exit_code)
 

@@ -63,9 +63,9 @@ class LineProgress(BatchProgress):
         eta = self.eta_seconds()
         parts = [
             f"batch: {self.done}/{self.total} needs ({percent}%)",
-            f"{self.rate():.1f} needs/s",
+            format_rate(self.rate()),
             f"ETA {_clock(eta)}" if eta is not None else "ETA ?",
-            f"{self.errors} error{'s' if self.errors != 1 else ''}",
+            plural(self.errors, "error"),
         ]
         self.console.print(" · ".join(parts), highlight=False, soft_wrap=True)
 
@@ -94,7 +94,10 @@ class BarProgress(BatchProgress):
 
     def show(self) -> None:
         self._progress.update(
-            self._task, completed=self.done, rate=f"{self.rate():.1f} needs/s", errors=f"{self.errors} errors"
+            self._task,
+            completed=self.done,
+            rate=format_rate(self.rate()),
+            errors=plural(self.errors, "error"),
         )
 
     def close(self) -> None:
@@ -111,21 +114,40 @@ def make_progress(console: Console, *, quiet: bool = False) -> BatchProgress:
 def print_summary(console: Console, summary: BatchSummary, output: str) -> None:
     """Needs done, errors, searches and wall time, in a few plain lines."""
     s = summary
-    lines = [
-        f"{'Stopped early' if s.interrupted else 'Done'}: {s.answered} needs answered, {s.errors} errors"
-        + (f", {s.skipped} already in {escape(output)} (skipped)" if s.skipped else "")
-        + (f", {s.duplicates} duplicate rows answered once" if s.duplicates else ""),
-        (
-            f"Search: {s.search.searched} product types searched ({s.search.calls} API calls, "
-            f"{s.search.cache_hits} cache hits), {s.search.reused} reused across needs"
-        ),
-        f"Wall time: {s.wall_seconds:.1f} s"
-        + (f" ({s.answered / s.wall_seconds:.1f} needs/s)" if s.wall_seconds > 0 and s.answered else ""),
-    ]
+    done = f"{'Stopped early' if s.interrupted else 'Done'}: {plural(s.answered, 'need')} answered, "
+    done += plural(s.errors, "error")
+    if s.skipped:
+        done += f", {s.skipped} already in {escape(output)} (skipped)"
+    if s.duplicates:
+        done += f", {plural(s.duplicates, 'duplicate row')} answered once"
+    calls, hits = plural(s.search.calls, "API call"), plural(s.search.cache_hits, "cache hit")
+    search = (
+        f"Search: {plural(s.search.searched, 'product type')} searched ({calls}, {hits}), "
+        f"{s.search.reused} reused across needs"
+    )
+    total = s.setup_seconds + s.wall_seconds
+    timing = f"Wall time: {total:.1f} s"
+    details = [f"{s.setup_seconds:.1f} s loading the model"] if s.setup_seconds >= 0.1 else []
+    if s.answered and s.wall_seconds > 0:
+        details.append(format_rate(s.answered / s.wall_seconds))
+    if details:
+        timing += f" ({', '.join(details)})"
+    lines = [done, search, timing]
     if s.interrupted:
         lines.append(f"Everything done so far is saved; run again with --resume to finish {escape(output)}.")
     for line in lines:
         console.print(line, highlight=False, soft_wrap=True)
+
+
+def format_rate(per_second: float) -> str:
+    """``4.2 needs/s``, or per minute when slower than one a second (a CPU with a big model)."""
+    if per_second >= 1 or per_second == 0:
+        return f"{per_second:.1f} needs/s"
+    return f"{per_second * 60:.1f} needs/min"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _clock(seconds: float) -> str:

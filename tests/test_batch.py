@@ -378,7 +378,7 @@ def test_csv_output_and_resume_of_a_cut_need(tmp_path: Path, use_llm) -> None:
     out.write_text("".join(lines[:-1]), encoding="utf-8")
     result = run(needs_file, "--out", out, "-p", "0", "-k", "3", "--resume")
     assert result.exit_code == 1, result.output
-    assert "1 needs answered" in result.stderr
+    assert "1 need answered" in result.stderr
     assert out.read_text(encoding="utf-8").splitlines(keepends=True) == lines
 
 
