@@ -65,16 +65,17 @@ class CountingLinks(LinksBackend):
 
 
 class InterruptingLLM(FakeWhazzatLLM):
-    """Sends itself SIGINT (``signals`` times) during generate call number ``interrupt_on``."""
+    """Sends itself ``signal_number`` (SIGINT), ``signals`` times, during generate call ``interrupt_on``."""
 
     interrupt_on: int = 3
     signals: int = 1
+    signal_number: int = signal.SIGINT
 
     def _generate(self, prompts, *args, **kwargs):
         result = super()._generate(prompts, *args, **kwargs)
         if self.generate_calls == self.interrupt_on:
             for _ in range(self.signals):
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), self.signal_number)
                 time.sleep(0.01)  # let the handler run before the next signal
         return result
 
@@ -142,9 +143,13 @@ def test_fifty_needs_give_fifty_records_batched_across_needs(tmp_path: Path, use
     assert result.stdout == ""
 
 
-def test_ctrl_c_stops_after_the_chunk_and_resume_finishes(tmp_path: Path, use_llm) -> None:
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_stops_after_the_chunk_and_resume_finishes(
+    tmp_path: Path, use_llm, signal_number: int
+) -> None:
     needs_file, out = write_needs(tmp_path / "needs.txt"), tmp_path / "r.jsonl"
-    use_llm(fake_llm_for(NEEDS, InterruptingLLM, interrupt_on=3))  # during the second chunk's rewrite
+    # The signal arrives during the second chunk's rewrite call.
+    use_llm(fake_llm_for(NEEDS, InterruptingLLM, interrupt_on=3, signal_number=signal_number))
 
     stopped = run(needs_file, "--out", out, "-p", "2", "--chunk-size", "16")
     assert stopped.exit_code == 130, stopped.output
