@@ -115,10 +115,24 @@ class WhazzatChain:
         ).with_config(run_name="whazzat")
 
     # --- stages ---------------------------------------------------------------------------------------
-    def _generate(self, prompts: list[str], configs: list[RunnableConfig], max_new_tokens: int) -> list[str]:
+    def _generate(
+        self,
+        prompts: list[str],
+        configs: list[RunnableConfig],
+        max_new_tokens: int,
+        sampling: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """One batched call of the model; greedy unless ``sampling`` gives sampling parameters."""
         if not prompts:
             return []
-        bound = self.llm.bind(pipeline_kwargs={"max_new_tokens": max_new_tokens})
+        pipeline_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens}
+        if sampling:
+            pipeline_kwargs.update(sampling)
+            if self.tokenizer is not None:  # a local transformers model: make the sample repeatable
+                from transformers import set_seed
+
+                set_seed(self.settings.seed)
+        bound = self.llm.bind(pipeline_kwargs=pipeline_kwargs)
         return [str(getattr(out, "content", out)) for out in bound.batch(prompts, configs)]
 
     def _rewrite(self, states: list[State], configs: list[RunnableConfig]) -> list[State]:
@@ -127,13 +141,27 @@ class WhazzatChain:
             return states
         template = load_template("rewrite")
         prompts = [render_prompt(self.tokenizer, "rewrite", need=s["need"], n=n) for s in states]
-        answers = self._generate(prompts, configs, self.settings.max_new_tokens_rewrite)
+        if self.settings.rewrite_strategy == "parallel":
+            answers = self._rewrite_in_parallel(prompts, configs, n)
+        else:
+            answers = self._generate(prompts, configs, self.settings.max_new_tokens_rewrite)
         for state, answer in zip(states, answers, strict=True):
             echoed = tuple(message["content"] for message in template.messages(need=state["need"], n=n))
             state["paraphrases"] = parse_paraphrases(answer, state["need"], n, echoed=echoed)
             if not state["paraphrases"]:
                 state["warnings"].append(NO_PARAPHRASE_WARNING)
         return states
+
+    def _rewrite_in_parallel(self, prompts: list[str], configs: list[RunnableConfig], n: int) -> list[str]:
+        """N sampled answers per need, decoded side by side, each cut at its first line: N short
+        sequences in one batch instead of one long answer decoded token by token."""
+        repeated = [prompt for prompt in prompts for _ in range(n)]
+        repeated_configs = [config for config in configs for _ in range(n)]
+        sampling = {"do_sample": True, "temperature": self.settings.temperature, "top_p": 0.95,
+                    "stop_sequence": "\n"}
+        samples = self._generate(repeated, repeated_configs, self.settings.max_new_tokens_paraphrase, sampling)
+        first_lines = [sample.strip().split("\n", 1)[0] for sample in samples]
+        return ["\n".join(first_lines[i * n:(i + 1) * n]) for i in range(len(prompts))]
 
     def _suggest(self, states: list[State], configs: list[RunnableConfig]) -> list[State]:
         # One flat batch over every need and every paraphrase: one batched generate call.

@@ -56,8 +56,25 @@ class Settings(BaseSettings):
         default=None,
         description="URL of an OpenAI-compatible server (vLLM, TGI) to generate with instead of a local model.",
     )
-    max_new_tokens_rewrite: int = Field(default=96, ge=8, le=512)
+    max_new_tokens_rewrite: int = Field(
+        default=96, ge=8, le=512, description="Token limit of the 'list' rewrite (all paraphrases in one answer)."
+    )
+    max_new_tokens_paraphrase: int = Field(
+        default=32, ge=8, le=256, description="Token limit of one sampled paraphrase ('parallel' rewrite)."
+    )
     max_new_tokens_suggest: int = Field(default=48, ge=8, le=512)
+    rewrite_strategy: Literal["parallel", "list"] = Field(
+        default="list",
+        description="'parallel': N sampled one-line paraphrases decoded side by side in one batch; "
+        "'list': one greedy answer listing all N, decoded one token after another.",
+    )
+    temperature: float = Field(default=0.9, gt=0, le=2, description="Sampling temperature of 'parallel' rewrites.")
+    seed: int = Field(default=0, description="Seed for sampled rewrites, so a run can be repeated.")
+    quantize: Literal["none", "int8"] = Field(
+        default="none",
+        description="'int8': dynamic int8 quantisation of the linear layers on the CPU (faster decoding).",
+    )
+    torch_threads: int | None = Field(default=None, ge=1, description="CPU threads for torch; None keeps torch's.")
 
     # --- chain ---------------------------------------------------------------------------------------
     paraphrases: int = Field(default=4, ge=0, le=MAX_PARAPHRASES, description="Paraphrases of the need.")

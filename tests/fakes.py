@@ -28,6 +28,7 @@ class FakeWhazzatLLM(LLM):
     fallback_products: str = "notebook, pen, desk lamp"
     prompts: list[str] = []
     generate_calls: int = 0
+    rewrite_calls: dict[str, int] = {}
 
     @property
     def _llm_type(self) -> str:
@@ -41,8 +42,13 @@ class FakeWhazzatLLM(LLM):
         self.prompts.append(prompt)
         rewrite = re.search(r"Write \d+ rewrites of this need: (.+)", prompt)
         if rewrite:
+            # Each call starts one line further down the answer, like samples that differ: the
+            # 'parallel' rewrite keeps each sample's first line, the 'list' rewrite keeps them all.
             need = rewrite.group(1).strip()
-            return self.rewrites.get(need, "")
+            lines = self.rewrites.get(need, "").split("\n")
+            start = self.rewrite_calls.get(need, 0) % len(lines)
+            self.rewrite_calls[need] = self.rewrite_calls.get(need, 0) + 1
+            return "\n".join(lines[start:] + lines[:start])
         suggest = re.search(r"Need: (.+)", prompt)
         need = suggest.group(1).strip() if suggest else ""
         return self.products.get(need, self.fallback_products)

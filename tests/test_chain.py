@@ -62,6 +62,25 @@ def test_batch_of_needs_batches_the_model_across_needs(fake_llm: FakeWhazzatLLM)
     assert fake_llm.generate_calls == 2  # rewrite for all needs, then suggest for all prompts
 
 
+def test_parallel_rewrite_samples_one_line_per_sequence_in_one_call(fake_llm: FakeWhazzatLLM) -> None:
+    result = make_chain(fake_llm, paraphrases=3, rewrite_strategy="parallel").invoke("something to dig food")
+    rewrite_prompts = [prompt for prompt in fake_llm.prompts if "rewrites of this need" in prompt]
+    assert len(rewrite_prompts) == 3 and len(set(rewrite_prompts)) == 1  # the same prompt, sampled 3 times
+    assert fake_llm.generate_calls == 2  # all samples in one call, then all suggest prompts in one
+    # The samples' first lines: "1. a tool...", "\"I need...\"", "- digging..." cleaned; no echo of the need.
+    assert result.paraphrases == [
+        "a tool for digging in the garden", "I need to dig up vegetables", "digging food out of the ground",
+    ]
+
+
+def test_parallel_rewrite_batches_across_needs(fake_llm: FakeWhazzatLLM) -> None:
+    needs = ["something to dig food", "a quiet fan for my bedroom"]
+    results = make_chain(fake_llm, paraphrases=2, rewrite_strategy="parallel").batch(needs)
+    assert fake_llm.generate_calls == 2
+    assert len(results[0].paraphrases) == 2
+    assert NO_PARAPHRASE_WARNING in results[1].warnings  # the fake has no rewrite for it
+
+
 def test_zero_paraphrases_skips_the_rewrite(fake_llm: FakeWhazzatLLM) -> None:
     result = make_chain(fake_llm, paraphrases=0).invoke("something to dig food")
     assert result.paraphrases == []
