@@ -123,24 +123,33 @@ class EndpointLLM(BaseLLM):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> LLMResult:
-        # The chain binds pipeline_kwargs={"max_new_tokens": N}, the local pipeline's spelling.
-        max_tokens = int((kwargs.get("pipeline_kwargs") or {}).get("max_new_tokens", self.max_new_tokens))
+        body = self.request_options(kwargs.get("pipeline_kwargs") or {}, stop)
         if len(prompts) == 1:
-            texts = [self._complete(prompts[0], max_tokens, stop)]
+            texts = [self._complete(prompts[0], body)]
         else:
             with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prompts))) as pool:
-                texts = list(pool.map(lambda prompt: self._complete(prompt, max_tokens, stop), prompts))
+                texts = list(pool.map(lambda prompt: self._complete(prompt, body), prompts))
         return LLMResult(generations=[[Generation(text=text)] for text in texts])
 
-    def _complete(self, prompt: str, max_tokens: int, stop: list[str] | None) -> str:
+    def request_options(self, options: dict[str, Any], stop: list[str] | None) -> dict[str, Any]:
+        """The completion parameters for the chain's ``pipeline_kwargs`` (the local pipeline's spelling):
+        greedy by default, like the local model, so the same need gives the same answer."""
         body: dict[str, Any] = {
             "model": self.model_name,
-            "prompt": prompt,
-            "max_tokens": max_tokens,
-            "temperature": 0,  # greedy, like the local pipeline: the same need gives the same answer
+            "max_tokens": int(options.get("max_new_tokens", self.max_new_tokens)),
+            "temperature": 0,
         }
-        if stop:
-            body["stop"] = stop
+        if options.get("do_sample"):
+            body["temperature"] = float(options.get("temperature", 1.0))
+            if options.get("top_p") is not None:
+                body["top_p"] = float(options["top_p"])
+        stops = [*(stop or []), *([options["stop_sequence"]] if options.get("stop_sequence") else [])]
+        if stops:
+            body["stop"] = stops
+        return body
+
+    def _complete(self, prompt: str, options: dict[str, Any]) -> str:
+        body = {**options, "prompt": prompt}
         response = self._request("POST", "/v1/completions", json=body)
         if response.status_code != 200:
             raise EndpointError(

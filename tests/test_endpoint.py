@@ -263,3 +263,32 @@ def test_bad_endpoint_flag_exits_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["batch", str(needs), "--llm-endpoint", "localhost:8000"])
     assert result.exit_code == 2
     assert "--llm-endpoint must be an http(s) URL" in result.stderr
+
+
+def test_sampled_parallel_rewrites_are_sent_as_sampling_requests(
+    server: FakeCompletionServer, tokenizer_dir: Path
+) -> None:
+    settings = settings_for(server.url, tokenizer_dir, paraphrases=2, rewrite_strategy="parallel")
+    chain = build_chain(
+        settings, llm=load_endpoint_llm(settings), backend=LinksBackend(), similarity=exact_similarity
+    )
+    result = chain.invoke(NEEDS[0])
+    rewrites = [request for request in server.requests if "rewrites of this need" in request["prompt"]]
+    assert len(rewrites) == 2  # N samples of the same prompt, decoded side by side
+    for request in rewrites:
+        assert request["temperature"] == settings.temperature > 0
+        assert request["top_p"] == 0.95 and request["stop"] == ["\n"]
+        assert request["max_tokens"] == settings.max_new_tokens_paraphrase
+    assert result.paraphrases  # first lines of the samples, parsed as usual
+
+
+def test_request_options_map_the_pipeline_spelling() -> None:
+    llm = EndpointLLM(endpoint="http://127.0.0.1:1", model_name="whazzat", max_new_tokens=48)
+    assert llm.request_options({}, None) == {"model": "whazzat", "max_tokens": 48, "temperature": 0}
+    assert llm.request_options({"max_new_tokens": 96}, ["</s>"]) == {
+        "model": "whazzat",
+        "max_tokens": 96,
+        "temperature": 0,
+        "stop": ["</s>"],
+    }
+    assert llm.request_options({"do_sample": False, "temperature": 0.9}, None)["temperature"] == 0
