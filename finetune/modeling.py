@@ -58,8 +58,11 @@ def load_model(
     bnb_4bit_use_double_quant: bool = True,
     bnb_4bit_compute_dtype: str = "bfloat16",
     attn_implementation: str | None = None,
+    device: str | None = None,
 ) -> Any:
     """Load a causal LM, fresh. In 4-bit it is ready for :func:`peft.prepare_model_for_kbit_training`.
+
+    ``device`` places a 4-bit model ("cpu", "cuda"); None means the GPU when there is one.
 
     Never run inference on a 4-bit model before training it: bitsandbytes repacks the weights in eval
     mode and the LoRA then silently gets no gradient (DESIGN.md, section 4).
@@ -82,6 +85,8 @@ def load_model(
             bnb_4bit_quant_storage=compute_dtype,
         )
         kwargs["dtype"] = compute_dtype
-        # A quantised model must sit on its device from the start; one GPU, or the CPU without CUDA.
-        kwargs["device_map"] = {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
+        # A quantised model must sit on its device from the start: one GPU, or the CPU.
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        kwargs["device_map"] = {"": torch.cuda.current_device() if device == "cuda" else device}
     return AutoModelForCausalLM.from_pretrained(path, **kwargs)

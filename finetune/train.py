@@ -179,6 +179,7 @@ def train(recipe: Recipe, command: str | None = None) -> Path:
         bnb_4bit_use_double_quant=m.bnb_4bit_use_double_quant,
         bnb_4bit_compute_dtype=m.bnb_4bit_compute_dtype,
         attn_implementation=m.attn_implementation,
+        device="cpu" if t.use_cpu else None,
     )
     if m.load_in_4bit:
         # Casts norms to fp32 and makes the inputs require grad, so gradients reach the LoRA through the

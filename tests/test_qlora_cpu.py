@@ -26,7 +26,7 @@ def _fresh_4bit_lora(base: Path, run_inference_first: bool = False):
 
     from finetune.modeling import load_model
 
-    model = load_model(str(base), load_in_4bit=True, bnb_4bit_compute_dtype="float32")
+    model = load_model(str(base), load_in_4bit=True, bnb_4bit_compute_dtype="float32", device="cpu")
     if run_inference_first:  # the pitfall, on purpose
         model.eval()
         with torch.no_grad():
