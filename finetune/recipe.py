@@ -174,6 +174,22 @@ def _qualify(key: str) -> tuple[str, ...]:
     raise _unknown_key(key)
 
 
+#: YAML 1.1 reads these as booleans; in an override they are meant as words (save_strategy=no).
+_YAML_BOOLEAN_WORDS = {"yes", "no", "on", "off", "y", "n"}
+
+
+def _parse_value(item: str, raw: str) -> Any:
+    """An override's value as YAML (``8``, ``true``, ``[a, b]``); empty means null."""
+    if not raw.strip():
+        return None
+    if raw.strip().lower() in _YAML_BOOLEAN_WORDS:
+        return raw.strip()
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        raise RecipeError(f"bad override {item!r}: the value is not valid YAML ({error})") from error
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Return a copy of the raw recipe ``data`` with ``key=value`` overrides applied."""
     result = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
@@ -181,10 +197,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise RecipeError(f"bad override {item!r}: write KEY=VALUE, e.g. learning_rate=5e-4")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as error:
-            raise RecipeError(f"bad override {item!r}: the value is not valid YAML ({error})") from error
+        value = _parse_value(item, raw)
         path = _qualify(key.strip())
         if len(path) == 1:
             result[path[0]] = value

@@ -75,6 +75,7 @@ def test_overrides_apply_bare_and_dotted_keys() -> None:
     assert recipe.lora.r == 4 and recipe.lora.target_modules == ["q_proj", "v_proj"]
     assert recipe.data.eval_file is None
     assert recipe.name == "quick"
+    assert recipe.training.save_strategy == "no"  # a word, not YAML 1.1's boolean
 
 
 def test_overrides_do_not_change_the_input() -> None:
