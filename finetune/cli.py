@@ -44,7 +44,7 @@ def finetune(
             metavar="KEY=VALUE",
             help="Override a recipe key (repeatable): --set learning_rate=5e-4 --set lora.r=8 "
             "--set data.train_file=my.jsonl. A bare key works when only one section has it; values are "
-            "YAML (true, 8, [q_proj, v_proj]).",
+            r"YAML (true, 8, \[q_proj, v_proj]); --dry-run lists every key.",
         ),
     ] = None,
     dry_run: Annotated[

@@ -148,6 +148,7 @@ def test_merge_cli_rejects_a_non_adapter_directory(tmp_path: Path) -> None:
 def test_help_texts_are_helpful() -> None:
     result = CliRunner().invoke(_app(finetune), ["--help"])
     assert result.exit_code == 0 and "--set" in result.stdout and "learning_rate=5e-4" in result.stdout
+    assert "[q_proj, v_proj]" in result.stdout  # not swallowed as rich markup
 
 
 def test_importing_the_cli_loads_no_torch() -> None:
