@@ -172,10 +172,10 @@ def _build_chain(settings: Settings, console: Console) -> tuple[Runnable[Any, An
     """The chain on a :class:`~agent.batch_search.SharedSearch` over the configured backend."""
     from agent.batch_search import SharedSearch
     from agent.chain import build_chain
-    from agent.cli import _quiet_libraries
+    from agent.cli import quiet_libraries
     from tools.registry import make_backend
 
-    _quiet_libraries()
+    quiet_libraries()
     search = SharedSearch(make_backend(settings), concurrency=settings.search_concurrency)
     with console.status("Loading the model..."):
         chain = build_chain(settings, backend=search)

@@ -101,7 +101,7 @@ class WhazzatChain:
         self.similarity = similarity
         # HuggingFacePipeline exposes the tokenizer (for the chat template and to detect cut-off
         # answers); fake LLMs in tests have none and get a plain prompt layout.
-        self.tokenizer = getattr(getattr(llm, "pipeline", None), "tokenizer", None)
+        self.tokenizer = getattr(llm, "tokenizer", None) or getattr(getattr(llm, "pipeline", None), "tokenizer", None)
 
     def runnable(self) -> Runnable[Any, Recommendation]:
         return (
@@ -202,12 +202,17 @@ class WhazzatChain:
         return states
 
     def _search(self, states: list[State], configs: list[RunnableConfig]) -> list[State]:
-        for state in states:
-            queries = [
-                SearchQuery(keyword=suggestion["product"], domain=self.settings.domain)
-                for suggestion in state["suggestions"]
-            ]
-            outcome = self.backend.search_many(queries)
+        queries = [
+            [SearchQuery(keyword=suggestion["product"], domain=self.settings.domain) for suggestion in state["suggestions"]]
+            for state in states
+        ]
+        # A backend shared across a batch (agent/batch_search.py) can search every distinct product
+        # type of the whole batch at once, before any need asks; other backends have no such hook.
+        prefetch = getattr(self.backend, "prefetch", None)
+        if prefetch is not None:
+            prefetch([query for per_need in queries for query in per_need])
+        for state, per_need in zip(states, queries, strict=True):
+            outcome = self.backend.search_many(per_need)
             state["listings"] = [listing.model_dump() for listing in outcome.listings]
             state["warnings"].extend(outcome.warnings)
         return states

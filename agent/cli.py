@@ -40,6 +40,11 @@ ModelOption = Annotated[
     str | None, typer.Option("--model", help="A Hugging Face model id or local directory instead of the embedded model.")
 ]
 AdapterOption = Annotated[str | None, typer.Option("--adapter", help="A LoRA adapter directory to apply.")]
+EndpointOption = Annotated[
+    str | None,
+    typer.Option("--llm-endpoint", help="URL of an OpenAI-compatible server (vLLM, TGI) serving the model, "
+                 "instead of loading it here. Also WHAZZAT_LLM_ENDPOINT."),
+]
 NoAdapterOption = Annotated[
     bool, typer.Option("--no-adapter", help="Run the base model without the fine-tuned adapter (to compare).")
 ]
@@ -70,7 +75,7 @@ def _check_choice(value: str | None, choices: tuple[str, ...], flag: str) -> Non
         fail(f"{flag} must be one of {', '.join(choices)} (got {value!r})")
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """Keep stderr for our own progress: silence transformers' load bars and advisory warnings."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -94,7 +99,7 @@ def run_chain(need: str, settings: Settings, quiet: bool) -> Recommendation:
 
     try:
         need = validate_need(need)
-        _quiet_libraries()
+        quiet_libraries()
         from agent.chain import build_chain
 
         console = Console(stderr=True, quiet=quiet)
@@ -123,6 +128,7 @@ def ask(
     model: ModelOption = None,
     adapter: AdapterOption = None,
     no_adapter: NoAdapterOption = False,
+    llm_endpoint: EndpointOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Answer a need with product types and links (the whole chain).
@@ -141,7 +147,7 @@ def ask(
         fail("--backend catalog needs --catalog PATH (a JSONL or CSV product feed)")
     settings = make_settings(paraphrases=paraphrases, top_k=top, backend=backend, domain=domain,
                              budget=budget, catalog=catalog, no_cache=no_cache or None, model=model,
-                             adapter=adapter, no_adapter=no_adapter or None)
+                             adapter=adapter, no_adapter=no_adapter or None, llm_endpoint=llm_endpoint)
     result = run_chain(need, settings, quiet=json_output)
     if json_output:
         typer.echo(result.model_dump_json(indent=2))
@@ -158,6 +164,7 @@ def suggest(
     model: ModelOption = None,
     adapter: AdapterOption = None,
     no_adapter: NoAdapterOption = False,
+    llm_endpoint: EndpointOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Show the paraphrases and product types for a need, without searching for listings.
@@ -167,7 +174,7 @@ def suggest(
       whazzat suggest "first camping trip next month" --paraphrases 2
     """
     settings = make_settings(paraphrases=paraphrases, model=model, adapter=adapter,
-                             no_adapter=no_adapter or None, backend="links")
+                             no_adapter=no_adapter or None, llm_endpoint=llm_endpoint, backend="links")
     result = run_chain(need, settings, quiet=json_output)
     result = result.model_copy(update={"listings": []})
     if json_output:

@@ -111,11 +111,6 @@ class EndpointLLM(BaseLLM):
     def _llm_type(self) -> str:
         return "whazzat-endpoint"
 
-    @property
-    def pipeline(self) -> Any:
-        """The chain finds the tokenizer at ``llm.pipeline.tokenizer`` (as on ``HuggingFacePipeline``)."""
-        return _TokenizerHolder(self.tokenizer)
-
     def _generate(
         self,
         prompts: list[str],
@@ -193,11 +188,6 @@ class EndpointLLM(BaseLLM):
                 f"cannot reach the model server at {_shown(self.endpoint)}; is it running? "
                 "(see docs/serving.md)"
             ) from None
-
-
-class _TokenizerHolder:
-    def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
 
 
 # --- building one from settings -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ than a ``PeftModel`` wrapper (DESIGN.md §4).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import shutil
@@ -71,7 +72,15 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
 
     console = Console(stderr=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with console.status("First run: converting the embedded model from GGUF to safetensors (~20 s)..."):
+    message = "First run: converting the embedded model from GGUF to safetensors (~20 s)..."
+    # A live spinner fights transformers' own progress bar under Jupyter (RecursionError in ipykernel):
+    # animate only in a real terminal, else print one line.
+    if console.is_terminal and not console.is_jupyter:
+        progress = console.status(message)
+    else:
+        console.print(message)
+        progress = contextlib.nullcontext()
+    with progress:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         # A GGUF-loaded model refuses save_pretrained: rebuild a plain Llama without the GGUF

@@ -16,7 +16,7 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     home = tmp_path_factory.mktemp("whazzat-home")
     monkeypatch.setenv("WHAZZAT_HOME", str(home))
     for name in ("RAPIDAPI_KEY", "WHAZZAT_RAPIDAPI_KEY", "WHAZZAT_AXESSO_URL", "WHAZZAT_MODEL",
-                 "WHAZZAT_ADAPTER", "WHAZZAT_BACKEND", "WHAZZAT_PARAPHRASES"):
+                 "WHAZZAT_ADAPTER", "WHAZZAT_BACKEND", "WHAZZAT_PARAPHRASES", "WHAZZAT_LLM_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
     return home
 
