@@ -93,6 +93,7 @@ def quiet_libraries() -> None:
 def run_chain(need: str, settings: Settings, quiet: bool) -> Recommendation:
     """Validate, build the chain and answer, turning the project's errors into one-line messages."""
     from rich.console import Console
+    from rich.markup import escape
 
     from agent.errors import WhazzatError
     from agent.validation import validate_need
@@ -105,7 +106,7 @@ def run_chain(need: str, settings: Settings, quiet: bool) -> Recommendation:
         console = Console(stderr=True, quiet=quiet)
         with console.status("Loading the model..."):
             chain = build_chain(settings)
-        with console.status(f"Thinking about “{need}”..."):
+        with console.status(f"Thinking about “{escape(need)}”..."):  # the need is text, not rich markup
             return chain.invoke(need)
     except WhazzatError as error:
         fail(str(error))
