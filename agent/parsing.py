@@ -7,6 +7,9 @@ import ast
 import json
 import re
 import unicodedata
+from functools import cache
+
+from agent.errors import WhazzatError
 
 MAX_PRODUCT_WORDS = 6
 MAX_PRODUCT_CHARS = 60
@@ -27,9 +30,12 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u20
 
 
 def clean_text(text: str) -> str:
-    """NFKC-normalised text without control or zero-width characters, whitespace collapsed."""
+    """NFKC-normalised, printable text: control and zero-width characters become spaces, other
+    unprintable characters are dropped, whitespace is collapsed."""
     text = unicodedata.normalize("NFKC", text)
     text = _CONTROL.sub(" ", text)
+    if not text.isprintable():
+        text = "".join(char for char in text if char.isprintable() or char.isspace())
     return " ".join(text.split())
 
 
@@ -41,6 +47,37 @@ def _strip_marker_and_quotes(line: str) -> str:
 def _fold(text: str) -> str:
     """A comparison key: case, punctuation and spacing folded."""
     return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
+
+
+@cache
+def _prompt_echoes() -> tuple[frozenset[str], tuple[str, ...]]:
+    """Our own prompt templates, folded: their comma/sentence pieces, and their whole texts.
+
+    A small model sometimes repeats its instructions ("most useful first, comma-separated"); such
+    pieces must never come back as product types or paraphrases, nor become search keywords.
+    """
+    from agent.prompts import load_template
+
+    pieces: set[str] = set()
+    texts: list[str] = []
+    for task in ("suggest", "rewrite"):
+        try:
+            template = load_template(task)
+        except WhazzatError:
+            continue
+        for text in (template.system, template.user):
+            text = re.sub(r"\{\w+\}", " ", text)  # the placeholders: the need is the user's, not ours
+            texts.append(f" {_fold(text)} ")
+            pieces.update(_fold(piece) for piece in re.split(r"[,.:;!?\n]", text))
+    pieces.discard("")
+    return frozenset(pieces), tuple(texts)
+
+
+def echoes_prompt(text: str) -> bool:
+    """Whether ``text`` is a piece of our own prompts: a whole clause of one, or a run of 2+ of its words."""
+    key = _fold(text)
+    pieces, texts = _prompt_echoes()
+    return key in pieces or (len(key.split()) >= 2 and any(f" {key} " in prompt for prompt in texts))
 
 
 def parse_paraphrases(text: str, need: str, limit: int, echoed: tuple[str, ...] = ()) -> list[str]:
@@ -58,7 +95,7 @@ def parse_paraphrases(text: str, need: str, limit: int, echoed: tuple[str, ...] 
         key = _fold(line)
         if not key or key in seen or len(key) < 3 or len(line) > MAX_PARAPHRASE_CHARS:
             continue
-        if line.endswith(":") or _PREAMBLE.match(line) or _URL_OR_MARKUP.search(line):
+        if line.endswith(":") or _PREAMBLE.match(line) or _URL_OR_MARKUP.search(line) or echoes_prompt(line):
             continue
         seen.add(key)
         paraphrases.append(line)
@@ -139,6 +176,6 @@ def _clean_product(item: str) -> str | None:
         return None
     if len(product) > MAX_PRODUCT_CHARS or len(product.split()) > MAX_PRODUCT_WORDS:
         return None
-    if _PREAMBLE.match(product) and len(product.split()) > 2:
+    if (_PREAMBLE.match(product) and len(product.split()) > 2) or echoes_prompt(product):
         return None
     return product
