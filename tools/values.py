@@ -30,7 +30,10 @@ def _to_float(text: str) -> float | None:
 def _finite(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int with hundreds of digits (JSON allows it)
+        return None
     return number if math.isfinite(number) else None
 
 
@@ -50,7 +53,8 @@ def parse_count(value: object) -> int | None:
     number = _finite(value)
     if number is None and isinstance(value, str):
         digits = re.sub(r"[\s,.\u00a0\u202f']", "", value.strip())  # thousands separators of any locale
-        number = float(digits) if digits.isdigit() else None
+        # isdecimal, not isdigit: "²" is a digit that float() refuses; a 400-digit count is infinite.
+        number = _finite(float(digits)) if digits.isdecimal() else None
     if number is None or number < 0 or number != int(number):
         return None
     return int(number)
@@ -76,9 +80,9 @@ def _price_from_text(text: str) -> float | None:
     else:
         whole, decimals = text, ""
     whole = whole.replace(".", "").replace(",", "")
-    if not whole.isdigit() and not (whole == "" and decimals):
+    if not whole.isdecimal() and not (whole == "" and decimals):
         return None
-    return float(f"{whole or 0}.{decimals or 0}")
+    return _finite(float(f"{whole or 0}.{decimals or 0}"))
 
 
 def parse_bool(value: object) -> bool:
