@@ -33,6 +33,7 @@ _SUFFIXES: dict[str, InputFormat] = {".txt": "txt", ".csv": "csv", ".jsonl": "js
 # Bytes that are not UTF-8 survive decoding as lone surrogates ("surrogateescape"), so a bad row can be
 # reported on its own instead of failing the whole file.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
+_LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 NOT_UTF8 = "the row is not valid UTF-8 text; save the file as UTF-8"
 
 
@@ -104,6 +105,8 @@ def _read_bytes(source: str, stdin: BinaryIO | None) -> bytes:
 
 def _readable(text: str) -> str:
     """``text`` with undecodable bytes shown as U+FFFD and cut to a sane length, for error records."""
+    # Other lone surrogates (a JSON "\ud800" escape) are not bytes we could give back: U+FFFD as well.
+    text = _LONE_SURROGATE.sub("\ufffd", text)
     text = text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
     return text if len(text) <= MAX_NEED_CHARS else text[:MAX_NEED_CHARS] + "…"
 
