@@ -141,10 +141,15 @@ class RecordWriter(ABC):
     def close(self) -> None:
         if self._stream is None:
             return
-        if self._sync:  # a file we opened; stdout is not ours to close
-            self._stream.close()
-        else:
-            self._stream.flush()
+        try:
+            if self._sync:  # a file we opened; stdout is not ours to close
+                self._stream.close()
+            else:
+                self._stream.flush()
+        except OSError as error:  # a write that failed (disk full) leaves bytes that cannot be flushed
+            raise BatchOutputError(
+                f"cannot write {self.name}: {error.strerror or error}; fix that and rerun with --resume"
+            ) from error
 
 
 class JsonlWriter(RecordWriter):
@@ -255,12 +260,17 @@ def _repair_jsonl(path: Path) -> Done:
 
 def _repair_csv(path: Path) -> Done:
     lines = _whole_lines(path)
-    header = next(csv.reader([lines[0].decode("utf-8", errors="replace")]), []) if lines else []
-    if tuple(header) != CSV_COLUMNS:
+    try:
+        header = next(csv.reader([lines[0].decode("utf-8", errors="replace")]), []) if lines else []
+        if tuple(header) != CSV_COLUMNS:
+            raise BatchOutputError(
+                f"{path} is not a Whazzat batch CSV (its header differs); choose another --out"
+            )
+        rows = list(csv.DictReader(line.decode("utf-8", errors="replace") for line in lines))
+    except csv.Error as error:  # e.g. a field over csv's size limit: not a file we wrote
         raise BatchOutputError(
-            f"{path} is not a Whazzat batch CSV (its header differs); choose another --out"
-        )
-    rows = list(csv.DictReader(line.decode("utf-8", errors="replace") for line in lines))
+            f"{path} is not a readable Whazzat batch CSV ({error}); choose another --out"
+        ) from None
     # The last need's rows are whole lines but, after a crash mid-write, maybe not all of them: cut them
     # off and answer that need again.
     if rows:
