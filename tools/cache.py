@@ -30,6 +30,7 @@ class DiskCache:
         self.path = Path(path)
         self.ttl_seconds = ttl_seconds
         self._disabled = False
+        self._read_only = False
         self._lock = threading.Lock()  # serialises recovery; SQLite itself handles concurrent access
 
     def get(self, key: str) -> Any | None:
@@ -85,6 +86,12 @@ class DiskCache:
         """Move a corrupt cache file aside so the next try starts a fresh one. False if that is not it."""
         if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
             return False  # busy, not broken: skip caching this time
+        if isinstance(error, sqlite3.OperationalError) and "readonly" in str(error):
+            # A read-only file is not broken: keep reading it, skip the writes, say so once.
+            if not self._read_only:
+                self._read_only = True
+                logger.warning("Search cache %s is read-only; new results will not be saved.", self.path)
+            return False
         with self._lock:
             if not self.path.exists():
                 return True
