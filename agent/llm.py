@@ -55,14 +55,33 @@ def embedded_gguf_path() -> Path:
 
 
 def embedded_model_dir(home: Path) -> Path:
-    """A local Hugging Face directory of the embedded model, converted from GGUF on first use."""
+    """A local Hugging Face directory of the embedded model, converted from GGUF on first use, and
+    converted again when the cache is incomplete or damaged (a truncated or overwritten file)."""
     target = home.expanduser() / "models" / EMBEDDED_CACHE_NAME
-    if (target / "model.safetensors").is_file() and (target / "tokenizer_config.json").is_file():
+    if _cache_is_usable(target):
         return target
     with _conversion_lock:
-        if not (target / "model.safetensors").is_file():
+        if not _cache_is_usable(target):
+            if (target / "model.safetensors").exists():
+                log.warning("The embedded model cache in %s is damaged; converting it again.", target)
             _convert_gguf(embedded_gguf_path(), target)
     return target
+
+
+def _cache_is_usable(target: Path) -> bool:
+    """Whether the converted cache is complete: the tokenizer files, and weights whose safetensors header
+    reads and covers the whole file (safetensors checks both on open, without loading any tensor)."""
+    weights = target / "model.safetensors"
+    required = (weights, target / "config.json", target / "tokenizer_config.json")
+    if not all(path.is_file() for path in required):
+        return False
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as tensors:
+            return bool(list(tensors.keys()))
+    except (SafetensorError, OSError, ValueError):
+        return False
 
 
 def _convert_gguf(gguf: Path, target: Path) -> None:
@@ -137,15 +156,23 @@ def load_model_and_tokenizer(settings: Settings) -> tuple[Any, Any]:
             bnb_4bit_compute_dtype=torch.bfloat16,
         )
         model_kwargs["device_map"] = "auto"
+    from safetensors import SafetensorError
+
+    # A damaged or foreign file raises OSError, ValueError (bad JSON) or SafetensorError (truncated
+    # weights): each is a clear one-line message, never a traceback.
+    unreadable = (OSError, ValueError, SafetensorError)
     try:
         tokenizer = AutoTokenizer.from_pretrained(base)
         model = AutoModelForCausalLM.from_pretrained(base, **model_kwargs)
-    except OSError as error:
+    except unreadable as error:
         raise ModelLoadError(f"could not load model {base!r}: {error}") from error
     if adapter:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter)
+        try:
+            model = PeftModel.from_pretrained(model, adapter)
+        except unreadable as error:
+            raise ModelLoadError(f"could not load the LoRA adapter at {adapter}: {error}") from error
         if not settings.load_in_4bit:
             model = model.merge_and_unload()
     model.eval()
