@@ -49,6 +49,9 @@ def _fold(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
 
 
+_PLACEHOLDER = re.compile(r"{\w+}")
+
+
 @cache
 def _prompt_echoes() -> tuple[frozenset[str], tuple[str, ...]]:
     """Our own prompt templates, folded: their comma/sentence pieces, and their whole texts.
@@ -66,18 +69,22 @@ def _prompt_echoes() -> tuple[frozenset[str], tuple[str, ...]]:
         except WhazzatError:
             continue
         for text in (template.system, template.user):
-            text = re.sub(r"\{\w+\}", " ", text)  # the placeholders: the need is the user's, not ours
-            texts.append(f" {_fold(text)} ")
-            pieces.update(_fold(piece) for piece in re.split(r"[,.:;!?\n]", text))
+            # Placeholders ({need}, {n}) split clauses: what fills them is the user's, not ours.
+            texts.append(" " + _fold(_PLACEHOLDER.sub(" ", text)) + " ")
+            pieces.update(_fold(piece) for piece in re.split(r"{\w+}|[,.:;!?\n]", text))
     pieces.discard("")
     return frozenset(pieces), tuple(texts)
 
 
 def echoes_prompt(text: str) -> bool:
-    """Whether ``text`` is a piece of our own prompts: a whole clause of one, or a run of 2+ of its words."""
+    """Whether ``text`` repeats our own prompts: it is one of their clauses or a run of 2+ of their
+    words, or it contains one of their clauses of 3+ words ("system: Rewrite the shopping need...")."""
     key = _fold(text)
     pieces, texts = _prompt_echoes()
-    return key in pieces or (len(key.split()) >= 2 and any(f" {key} " in prompt for prompt in texts))
+    if key in pieces or (len(key.split()) >= 2 and any(f" {key} " in prompt for prompt in texts)):
+        return True
+    padded = f" {key} "
+    return any(len(piece.split()) >= 3 and f" {piece} " in padded for piece in pieces)
 
 
 def parse_paraphrases(text: str, need: str, limit: int, echoed: tuple[str, ...] = ()) -> list[str]:
@@ -148,7 +155,8 @@ def _split_items(text: str) -> tuple[list[str], bool]:
         line = _LIST_MARKER.sub("", line)
         if line.rstrip().endswith(":") or (_PREAMBLE.match(line.strip()) and "," not in line):
             continue  # "Here are some products:" and the like
-        line = _LABEL.sub("", line)  # "Product types: a, b, c"
+        for _ in range(3):  # "Product types: a, b, c"; an echoed "user: Need: tent" has two labels
+            line = _LABEL.sub("", line)
         items.extend(item for item in re.split(r"[,;]", line) if item.strip())
     return items, False
 
