@@ -1,0 +1,279 @@
+"""The bench's result: pydantic models (what ``--json`` prints) and the rich table people read.
+
+Every figure a part of the bench can skip (``--skip``) is ``None`` when skipped, so the JSON always has
+the same keys. Speed-ups are "how many times better Whazzat is": > 1 means Whazzat wins.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+class Latency(_Strict):
+    """Seconds per need, each need answered alone (``invoke``), one after another."""
+
+    per_need_s: list[float]
+    p50_s: float
+    p95_s: float
+    mean_s: float
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Latency:
+        return cls(
+            per_need_s=[round(s, 4) for s in seconds],
+            p50_s=round(percentile(seconds, 50), 4),
+            p95_s=round(percentile(seconds, 95), 4),
+            mean_s=round(sum(seconds) / len(seconds), 4),
+        )
+
+
+class Decode(_Strict):
+    """Batch-1 greedy decoding against the memory-bandwidth bound."""
+
+    new_tokens: int = Field(description="Tokens generated per timed run (min_new_tokens forces all).")
+    tokens_per_s: float = Field(description="Decode rate, prefill excluded: (N-1) / (t(N) - t(1)).")
+    weight_bytes_per_token: int = Field(
+        description="Bytes of weights read per generated token: every parameter used per token, "
+        "embedding rows excluded (lm_head included); int8 linear layers count 1 byte per weight."
+    )
+    bound_tokens_per_s: float = Field(description="Memory bandwidth / weight bytes per token.")
+    fraction_of_bound: float = Field(description="tokens_per_s / bound_tokens_per_s.")
+
+
+class PipelineFigures(_Strict):
+    """One pipeline's figures (baseline or whazzat)."""
+
+    latency_links: Latency
+    latency_axesso: Latency | None = Field(description="Against the local server with the injected delay.")
+    axesso_calls: int | None = Field(
+        description="HTTP calls the local server answered in the axesso latency run."
+    )
+    needs_per_s_links: float = Field(
+        description="Batch mode: whazzat answers all needs in one chain.batch; the baseline has no batch "
+        "mode, so it is its latency run's needs over that run's wall time (one after another)."
+    )
+    needs_per_s_axesso: float | None
+    decode: Decode | None
+    load_cold_s: float | None = Field(
+        description="Fresh process, empty WHAZZAT_HOME (the embedded model "
+        "converts from GGUF); the load call alone, imports excluded."
+    )
+    load_warm_s: float | None = Field(description="Fresh process, converted safetensors cache present.")
+    cli_help_s: float | None = Field(
+        description="Best wall time (of 3 by default) of a fresh process printing --help."
+    )
+    peak_rss_ask_mb: float | None = Field(description="Peak RSS of a fresh process answering one need.")
+    products_per_need: float = Field(description="Mean product types per need in the links latency run.")
+    products: dict[str, list[str]] = Field(description="Product types per need in the links latency run.")
+
+
+class Machine(_Strict):
+    cpu_model: str
+    logical_cores: int
+    physical_cores: int | None
+    torch_threads: int
+    cpu_flags: list[str] = Field(
+        description="Flags that matter for the speed levers (avx2, avx512, bf16, amx)."
+    )
+    memory_gb: float
+    python: str
+    torch: str
+    transformers: str
+    platform: str
+
+
+class Hardware(_Strict):
+    bandwidth_gb_s: float
+    bandwidth_method: str
+
+
+class NeedsInfo(_Strict):
+    source: str
+    count: int
+    warmup: str
+    axesso_delay_s: float
+
+
+class QualityRun(_Strict):
+    settings: dict[str, Any]
+    hit_at_5: float
+    precision_at_5: float
+    recall_at_5: float
+    valid_output_rate: float
+
+
+class Quality(_Strict):
+    """The eval's figures for the bench's whazzat settings and for a reference set, on the same needs."""
+
+    needs: int
+    whazzat: QualityRun
+    reference: QualityRun
+    hit_at_5_delta_points: float = Field(description="100 * (whazzat - reference).")
+    precision_at_5_delta_points: float
+
+
+class BenchResult(_Strict):
+    """Everything one ``whazzat bench`` run measured (the ``--json`` object)."""
+
+    schema_version: int = SCHEMA_VERSION
+    command: str
+    started_at: str
+    wall_s: float
+    machine: Machine
+    hardware: Hardware | None
+    needs: NeedsInfo
+    settings: dict[str, dict[str, Any]] = Field(
+        description="'whazzat': its Settings; 'baseline': its method."
+    )
+    skipped: list[str]
+    baseline: PipelineFigures
+    whazzat: PipelineFigures
+    speedup: dict[str, float | None] = Field(
+        description="How many times better whazzat is: baseline/whazzat for times and memory, "
+        "whazzat/baseline for rates; None when a side was skipped."
+    )
+    bench_peak_rss_mb: float = Field(description="Peak RSS of the bench process (both pipelines loaded).")
+    quality: Quality | None
+
+
+#: (speed-up key, figure getter, True when higher is better).
+_FIGURES: list[tuple[str, str, Any, bool]] = [
+    ("latency_p50_links", "p50 latency per need, links (s)", lambda p: p.latency_links.p50_s, False),
+    ("latency_p95_links", "p95 latency per need, links (s)", lambda p: p.latency_links.p95_s, False),
+    (
+        "latency_p50_axesso",
+        "p50 latency per need, axesso (s)",
+        lambda p: p.latency_axesso and p.latency_axesso.p50_s,
+        False,
+    ),
+    (
+        "latency_p95_axesso",
+        "p95 latency per need, axesso (s)",
+        lambda p: p.latency_axesso and p.latency_axesso.p95_s,
+        False,
+    ),
+    ("axesso_calls", "axesso HTTP calls", lambda p: p.axesso_calls, False),
+    ("needs_per_s_links", "batch needs/s, links", lambda p: p.needs_per_s_links, True),
+    ("needs_per_s_axesso", "batch needs/s, axesso", lambda p: p.needs_per_s_axesso, True),
+    ("decode_tokens_per_s", "decode tokens/s (batch 1)", lambda p: p.decode and p.decode.tokens_per_s, True),
+    (
+        "decode_fraction_of_bound",
+        "decode / bandwidth bound",
+        lambda p: p.decode and p.decode.fraction_of_bound,
+        True,
+    ),
+    ("load_cold_s", "model load, cold from GGUF (s)", lambda p: p.load_cold_s, False),
+    ("load_warm_s", "model load, warm (s)", lambda p: p.load_warm_s, False),
+    ("cli_help_s", "CLI --help (s)", lambda p: p.cli_help_s, False),
+    ("peak_rss_ask_mb", "peak RSS, one need (MB)", lambda p: p.peak_rss_ask_mb, False),
+]
+
+
+def speedups(baseline: PipelineFigures, whazzat: PipelineFigures) -> dict[str, float | None]:
+    """Each figure's speed-up of whazzat over the baseline (None when either side is missing or zero)."""
+    result: dict[str, float | None] = {}
+    for key, _label, get, higher_is_better in _FIGURES:
+        base, ours = get(baseline), get(whazzat)
+        if not base or not ours:
+            result[key] = None
+            continue
+        result[key] = round(ours / base if higher_is_better else base / ours, 3)
+    return result
+
+
+def _format(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def print_table(result: BenchResult) -> None:
+    """The figures side by side, then the machine, the hardware bound and the settings (stdout)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    machine = result.machine
+    console.print(
+        f"{result.needs.count} needs from {result.needs.source}, axesso delay {result.needs.axesso_delay_s:g} s; "
+        f"{machine.cpu_model}, {machine.logical_cores} cores, torch threads {machine.torch_threads}",
+        highlight=False,
+    )
+    table = Table(title="whazzat bench")
+    table.add_column("figure")
+    table.add_column("baseline", justify="right")
+    table.add_column("whazzat", justify="right")
+    table.add_column("speed-up", justify="right")
+    for key, label, get, _higher in _FIGURES:
+        speedup = result.speedup.get(key)
+        table.add_row(
+            label,
+            _format(get(result.baseline)),
+            _format(get(result.whazzat)),
+            "-" if speedup is None else f"{speedup:.2f}x",
+        )
+    console.print(table)
+    if result.hardware is not None:
+        console.print(
+            f"memory bandwidth {result.hardware.bandwidth_gb_s:.1f} GB/s ({result.hardware.bandwidth_method})",
+            highlight=False,
+        )
+    for name, figures in (("baseline", result.baseline), ("whazzat", result.whazzat)):
+        if figures.decode is not None:
+            d = figures.decode
+            console.print(
+                f"{name}: {d.weight_bytes_per_token / 1e6:.0f} MB of weights per token, bound "
+                f"{d.bound_tokens_per_s:.1f} tok/s, measured {d.tokens_per_s:.1f} tok/s "
+                f"({100 * d.fraction_of_bound:.0f}% of the bound)",
+                highlight=False,
+            )
+    if result.quality is not None:
+        q = result.quality
+        console.print(
+            f"quality on {q.needs} needs: hit@5 {q.whazzat.hit_at_5:.3f} vs reference {q.reference.hit_at_5:.3f} "
+            f"({q.hit_at_5_delta_points:+.1f} points), precision@5 {q.whazzat.precision_at_5:.3f} vs "
+            f"{q.reference.precision_at_5:.3f} ({q.precision_at_5_delta_points:+.1f} points)",
+            highlight=False,
+        )
+    whazzat = result.settings["whazzat"]
+    console.print(
+        "whazzat settings: "
+        + ", ".join(
+            f"{key}={whazzat.get(key)}"
+            for key in (
+                "paraphrases",
+                "rewrite_strategy",
+                "quantize",
+                "batch_size",
+                "torch_threads",
+                "search_concurrency",
+            )
+        ),
+        highlight=False,
+    )
+    console.print(
+        f"bench process peak RSS {result.bench_peak_rss_mb:.0f} MB; wall {result.wall_s:.0f} s; "
+        f"skipped: {', '.join(result.skipped) or 'nothing'}",
+        highlight=False,
+    )

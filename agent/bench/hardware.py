@@ -1,0 +1,177 @@
+"""What the hardware allows: memory bandwidth, weight bytes read per token, the decode bound and the rate.
+
+Decoding one sequence (batch 1) of a small model on a CPU is bound by memory: each new token reads every
+weight it uses once. So ``bandwidth / weight bytes per token`` bounds tokens/s, and the measured batch-1
+rate as a fraction of that bound says how much is left to win. (The KV cache is also read per token, but
+at these lengths it is well under 1% of the weights, so it is left out.)
+
+    python -m agent.bench.hardware --megabytes 512      # the bandwidth alone, as one JSON line
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+from agent.bench.figures import Decode, Machine
+
+#: Prompt of the decode measurement: fixed, so runs compare.
+DECODE_PROMPT = "List generic product types for a first camping trip, comma-separated:"
+BANDWIDTH_METHOD = (
+    "numpy copy of a {mb} MB array, best of {repeats}, read + written bytes / time (STREAM copy)"
+)
+_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8", "amx_tile")
+
+
+def measure_bandwidth(megabytes: int = 512, repeats: int = 3) -> float:
+    """Memory bandwidth in GB/s: the best of ``repeats`` copies of a ``megabytes`` array.
+
+    Counts bytes read plus bytes written, as STREAM's copy does. Both arrays are touched first so page
+    faults are not timed. Run it in its own process (:func:`main`) to keep the array out of the bench's
+    peak RSS.
+    """
+    import numpy as np
+
+    size = megabytes * 1024 * 1024
+    source = np.ones(size, dtype=np.uint8)
+    target = np.zeros(size, dtype=np.uint8)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        np.copyto(target, source)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size / best / 1e9
+
+
+def _is_int8_linear(module: Any) -> bool:
+    try:
+        from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+    except ImportError:  # pragma: no cover - a torch without eager quantisation
+        return False
+    return isinstance(module, DynamicInt8Linear)
+
+
+def weight_bytes_per_token(model: Any) -> int:
+    """Bytes of weights one generated token reads: every parameter the forward pass uses, once.
+
+    Embedding tables are left out (a token reads one row), except the output projection (``lm_head``),
+    which reads all of it, also when tied to the input embedding. Dynamic int8 linear layers hold packed
+    weights rather than parameters: 1 byte per weight plus their float bias. A PeftModel's LoRA matrices
+    count too: an unmerged adapter is read on every token.
+    """
+    import torch
+
+    seen: set[int] = set()
+    total = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Embedding):
+            continue
+        if _is_int8_linear(module):
+            weight, bias = module.weight(), module.bias()
+            total += weight.numel()  # qint8: one byte per weight
+            if bias is not None:
+                total += bias.numel() * bias.element_size()
+            continue
+        for parameter in module.parameters(recurse=False):
+            if parameter.data_ptr() in seen:  # a tied weight is read once
+                continue
+            seen.add(parameter.data_ptr())
+            total += parameter.numel() * parameter.element_size()
+    return total
+
+
+def _generate_seconds(model: Any, inputs: dict[str, Any], new_tokens: int) -> float:
+    import torch
+
+    with torch.inference_mode():
+        started = time.perf_counter()
+        model.generate(
+            **inputs,
+            do_sample=False,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            pad_token_id=model.generation_config.pad_token_id or model.generation_config.eos_token_id,
+        )
+        return time.perf_counter() - started
+
+
+def decode_tokens_per_s(model: Any, tokenizer: Any, new_tokens: int = 64, repeats: int = 2) -> float:
+    """Batch-1 greedy decode rate with the prompt's prefill taken out: ``(N-1) / (t(N) - t(1))``.
+
+    ``min_new_tokens`` keeps EOS from ending a run early; the best of ``repeats`` of each is used.
+    """
+    if new_tokens < 2:
+        raise ValueError("new_tokens must be at least 2")
+    inputs = dict(tokenizer(DECODE_PROMPT, return_tensors="pt", add_special_tokens=False))
+    _generate_seconds(model, inputs, 4)  # warm-up: first-call allocations
+    one = min(_generate_seconds(model, inputs, 1) for _ in range(repeats))
+    many = min(_generate_seconds(model, inputs, new_tokens) for _ in range(repeats))
+    return (new_tokens - 1) / max(many - one, 1e-9)
+
+
+def decode_figures(model: Any, tokenizer: Any, bandwidth_gb_s: float, new_tokens: int = 64) -> Decode:
+    """The measured decode rate of ``model`` against its bandwidth bound."""
+    rate = decode_tokens_per_s(model, tokenizer, new_tokens)
+    per_token = weight_bytes_per_token(model)
+    bound = bandwidth_gb_s * 1e9 / per_token
+    return Decode(
+        new_tokens=new_tokens,
+        tokens_per_s=round(rate, 2),
+        weight_bytes_per_token=per_token,
+        bound_tokens_per_s=round(bound, 2),
+        fraction_of_bound=round(rate / bound, 4),
+    )
+
+
+def _cpu_model_and_flags() -> tuple[str, list[str]]:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+    except OSError:  # not Linux: the platform's word is all we have
+        pass
+    return model, [flag for flag in _FLAGS_OF_INTEREST if flag in flags]
+
+
+def machine_info() -> Machine:
+    """The machine the figures were measured on."""
+    import psutil
+    import torch
+    import transformers
+
+    cpu_model, flags = _cpu_model_and_flags()
+    return Machine(
+        cpu_model=cpu_model,
+        logical_cores=os.cpu_count() or 1,
+        physical_cores=psutil.cpu_count(logical=False),
+        torch_threads=torch.get_num_threads(),
+        cpu_flags=flags,
+        memory_gb=round(psutil.virtual_memory().total / 1e9, 1),
+        python=platform.python_version(),
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+        platform=platform.platform(),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Measure memory bandwidth; print one JSON line.")
+    parser.add_argument("--megabytes", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    gb_s = measure_bandwidth(args.megabytes, args.repeats)
+    sys.stdout.write(json.dumps({"bandwidth_gb_s": gb_s}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
