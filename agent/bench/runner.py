@@ -1,0 +1,394 @@
+"""Run the baseline and Whazzat on the same needs, warm, in one process, and collect the figures.
+
+Order matters for honesty:
+
+1. fresh-process probes first (bandwidth, CLI start, cold and warm model load, peak RSS of one answer),
+   while the bench process holds no model;
+2. both pipelines loaded here; batch-1 decode rate of each against the bandwidth bound;
+3. one warm-up need per pipeline (not in the measured set), then each need alone, one after another,
+   with the links backend; then Whazzat in batch mode (one ``chain.batch`` over all needs);
+4. the same with the axesso backend against :class:`FakeAxesso` (every call delayed), each run with an
+   empty search cache, so no run reuses another's results;
+5. optionally the eval's quality figures for the Whazzat settings and a reference set.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from agent.bench.figures import (
+    BenchResult,
+    Hardware,
+    Latency,
+    NeedsInfo,
+    PipelineFigures,
+    Quality,
+    QualityRun,
+    speedups,
+)
+from agent.schemas import Recommendation
+from agent.validation import validate_need
+
+if TYPE_CHECKING:
+    from agent.bench.baseline import BaselinePipeline
+    from agent.config import Settings
+    from tools.base import SearchBackend
+
+#: The project's test split (needs with gold product types).
+DEFAULT_NEEDS = Path(__file__).resolve().parents[2] / "finetune" / "data" / "test.jsonl"
+#: Answered once per pipeline before anything is timed (first-call allocations, MiniLM's load).
+WARMUP_NEED = "a gift for someone who just started gardening"
+#: The only key the bench ever sends, and only to its own local server.
+FAKE_RAPIDAPI_KEY = "whazzat-bench-fake-key"
+
+Skippable = Literal["load", "cli", "rss", "axesso", "decode"]
+SKIPPABLE: tuple[str, ...] = ("load", "cli", "rss", "axesso", "decode")
+Say = Callable[[str], None]
+
+
+class BenchError(ValueError):
+    """The bench cannot run as asked (bad needs file, quality without gold answers...)."""
+
+
+class NeedItem(BaseModel):
+    """A need to answer, with its gold product types when the file has them (for --quality)."""
+
+    need: str
+    products: list[str] = Field(default_factory=list)
+
+
+class BenchOptions(BaseModel):
+    """What to measure; the CLI builds it from flags."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    needs_file: Path | None = Field(
+        default=None, description="JSONL with a need field, or text; default: test split."
+    )
+    n: int = Field(default=30, ge=1, description="The first N needs of the file.")
+    delay_s: float = Field(default=1.0, ge=0, description="Seconds the fake Axesso waits before each answer.")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="Settings of the whazzat side.")
+    quality: bool = False
+    compare_overrides: dict[str, Any] = Field(
+        default_factory=dict, description="The quality reference: these on top of ``overrides``."
+    )
+    skip: list[Skippable] = Field(default_factory=list)
+    decode_tokens: int = Field(default=64, ge=2, le=1024)
+    bandwidth_mb: int = Field(default=512, ge=1)
+    cli_repeats: int = Field(default=3, ge=1, description="CLI start time is the best of this many runs.")
+    command: str = "whazzat bench"
+
+
+def load_needs(path: Path, n: int) -> list[NeedItem]:
+    """The first ``n`` distinct valid needs of a JSONL file (``need``, optional ``products``) or a text file."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise BenchError(f"cannot read the needs file {path}: {error}") from error
+    items: list[NeedItem] = []
+    seen: set[str] = set()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            if path.suffix in (".jsonl", ".ndjson"):
+                record = json.loads(line)
+                item = NeedItem(need=validate_need(record["need"]), products=record.get("products") or [])
+            else:
+                item = NeedItem(need=validate_need(line))
+        except (ValueError, KeyError, TypeError) as error:
+            raise BenchError(f"{path}:{number}: not a usable need ({error})") from error
+        if item.need not in seen:
+            seen.add(item.need)
+            items.append(item)
+        if len(items) == n:
+            break
+    if not items:
+        raise BenchError(f"{path} holds no needs")
+    return items
+
+
+def _timed_each(
+    answer: Callable[[str], Recommendation], needs: Sequence[str]
+) -> tuple[list[float], float, list[Recommendation]]:
+    """Answer each need alone, one after another: (seconds per need, total wall time, results)."""
+    seconds, results = [], []
+    started = time.perf_counter()
+    for need in needs:
+        begun = time.perf_counter()
+        results.append(answer(need))
+        seconds.append(time.perf_counter() - begun)
+    return seconds, time.perf_counter() - started, results
+
+
+def _axesso_settings(settings: Settings, url: str, delay_s: float) -> Settings:
+    """The same settings pointed at the local fake, with a fake key that never leaves this process."""
+    return settings.model_copy(
+        update={
+            "backend": "axesso",
+            "rapidapi_key": SecretStr(FAKE_RAPIDAPI_KEY),
+            "axesso_url": url,
+            "ratelimit_floor": 0,
+            "no_cache": False,
+            "http_read_timeout": max(settings.http_read_timeout, delay_s + 10),
+        }
+    )
+
+
+def _axesso_backend(settings: Settings, cache_file: Path, *, reads: bool = True) -> SearchBackend:
+    """An Axesso backend with its own, empty search cache (``reads=False``: never served from it)."""
+    from tools.axesso import AxessoBackend
+    from tools.cache import DiskCache
+
+    if not reads:
+        settings = settings.model_copy(update={"no_cache": True})
+    return AxessoBackend(settings, cache=DiskCache(cache_file, settings.cache_ttl_hours * 3600))
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round((peak if sys.platform == "darwin" else peak * 1024) / 1e6, 1)
+
+
+class _Figures:
+    """Figures gathered for one pipeline so far (the runner fills it phase by phase)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {
+            "latency_axesso": None,
+            "axesso_calls": None,
+            "needs_per_s_axesso": None,
+            "decode": None,
+            "load_cold_s": None,
+            "load_warm_s": None,
+            "cli_help_s": None,
+            "peak_rss_ask_mb": None,
+        }
+
+    def build(self) -> PipelineFigures:
+        return PipelineFigures(**self.values)
+
+
+def _probe(options: BenchOptions, figures: dict[str, _Figures], need: str, say: Say) -> None:
+    """The fresh-process measurements of both pipelines."""
+    from agent.bench import probes
+
+    for pipeline in ("baseline", "whazzat"):
+        values = figures[pipeline].values
+        if "cli" not in options.skip:
+            say(f"{pipeline}: CLI start time (best of {options.cli_repeats})")
+            values["cli_help_s"] = round(probes.cli_help_seconds(pipeline, options.cli_repeats), 4)
+        if "load" not in options.skip:
+            with tempfile.TemporaryDirectory(prefix="whazzat-bench-home-") as empty_home:
+                say(f"{pipeline}: model load in a fresh process, cold (empty WHAZZAT_HOME)")
+                values["load_cold_s"] = round(probes.load_seconds(pipeline, options.overrides, empty_home), 3)
+            say(f"{pipeline}: model load in a fresh process, warm (cached safetensors)")
+            values["load_warm_s"] = round(probes.load_seconds(pipeline, options.overrides), 3)
+        if "rss" not in options.skip:
+            say(f"{pipeline}: peak RSS of a fresh process answering one need")
+            values["peak_rss_ask_mb"] = probes.ask_peak_rss_mb(pipeline, options.overrides, need)
+
+
+def _bandwidth_gb_s(megabytes: int) -> float:
+    """Measured in a child process, so the arrays stay out of the bench's peak RSS."""
+    from agent.bench.probes import ProbeError, child_env, run_measured
+
+    command = [sys.executable, "-m", "agent.bench.hardware", "--megabytes", str(megabytes)]
+    run = run_measured(command, child_env())
+    if run.returncode != 0:
+        raise ProbeError(f"measuring memory bandwidth failed: {run.stderr.strip()[-400:]}")
+    return float(json.loads(run.stdout.strip().splitlines()[-1])["bandwidth_gb_s"])
+
+
+def _quality(options: BenchOptions, settings: Settings, items: list[NeedItem], llm: Any, say: Say) -> Quality:
+    """hit@5 / precision@5 of the whazzat settings and of the reference settings on the same needs."""
+    from agent.chain import build_chain
+    from agent.config import get_settings
+    from finetune.eval import EvalItem, evaluate
+    from tools.links import LinksBackend
+
+    if any(not item.products for item in items):
+        raise BenchError(
+            "--quality needs gold product types: use a JSONL needs file with a 'products' "
+            "field, like finetune/data/test.jsonl"
+        )
+    gold = [EvalItem(need=item.need, products=item.products) for item in items]
+    reference = get_settings(**{**options.overrides, **options.compare_overrides})
+    runs = []
+    for name, run_settings, run_llm in (("whazzat", settings, llm), ("reference", reference, None)):
+        say(f"quality: evaluating the {name} settings on {len(items)} needs")
+        chain = build_chain(run_settings, llm=run_llm, backend=LinksBackend())
+        summary = evaluate(gold, chain.batch, batch_size=run_settings.batch_size).summary
+        runs.append(
+            QualityRun(
+                settings={**options.overrides, **(options.compare_overrides if name == "reference" else {})},
+                hit_at_5=summary.hit_at_5,
+                precision_at_5=summary.precision_at_5,
+                recall_at_5=summary.recall_at_5,
+                valid_output_rate=summary.valid_output_rate,
+            )
+        )
+    ours, ref = runs
+    return Quality(
+        needs=len(items),
+        whazzat=ours,
+        reference=ref,
+        hit_at_5_delta_points=round(100 * (ours.hit_at_5 - ref.hit_at_5), 2),
+        precision_at_5_delta_points=round(100 * (ours.precision_at_5 - ref.precision_at_5), 2),
+    )
+
+
+def run_bench(options: BenchOptions, say: Say = lambda message: None) -> BenchResult:
+    """Measure both pipelines as described in this module's docstring."""
+    import transformers
+
+    from agent.bench.baseline import BaselinePipeline
+    from agent.bench.fake_axesso import FakeAxesso
+    from agent.bench.hardware import decode_figures, machine_info
+    from agent.bench.probes import EAGER_IMPORTS
+    from agent.chain import build_chain
+    from agent.config import get_settings
+    from agent.llm import load_llm, resolve_model
+    from tools.links import LinksBackend
+
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = time.perf_counter()
+    source = options.needs_file or DEFAULT_NEEDS
+    items = load_needs(source, options.n)
+    needs = [item.need for item in items]
+    settings = get_settings(**options.overrides)
+    base, adapter = resolve_model(settings)  # converts the embedded model once, before anything is timed
+    figures = {"baseline": _Figures(), "whazzat": _Figures()}
+
+    hardware = None
+    if "decode" not in options.skip:
+        say(f"memory bandwidth ({options.bandwidth_mb} MB copies, in a child process)")
+        gb_s = _bandwidth_gb_s(options.bandwidth_mb)
+        hardware = Hardware(
+            bandwidth_gb_s=round(gb_s, 2),
+            bandwidth_method=f"numpy copy of a {options.bandwidth_mb} MB array, best of 3, "
+            "bytes read + written / time (STREAM copy)",
+        )
+    _probe(options, figures, needs[0], say)
+
+    say("loading both pipelines in this process")
+    llm = load_llm(settings)
+    baseline: BaselinePipeline = BaselinePipeline.load(settings)
+    if hardware is not None:
+        for name, model, tokenizer in (
+            ("baseline", baseline.model, baseline.tokenizer),
+            ("whazzat", llm.pipeline.model, llm.pipeline.tokenizer),
+        ):
+            say(f"{name}: batch-1 decode rate ({options.decode_tokens} tokens)")
+            figures[name].values["decode"] = decode_figures(
+                model, tokenizer, hardware.bandwidth_gb_s, options.decode_tokens
+            )
+
+    chain = build_chain(settings, llm=llm, backend=LinksBackend())
+    say("warm-up: one need per pipeline")
+    transformers.set_seed(settings.seed)
+    baseline.answer(WARMUP_NEED)
+    chain.invoke(WARMUP_NEED)
+
+    for name, answer in (("baseline", baseline.answer), ("whazzat", chain.invoke)):
+        say(f"{name}: {len(needs)} needs one after another, links backend")
+        transformers.set_seed(settings.seed)
+        seconds, wall, results = _timed_each(answer, needs)
+        figures[name].values.update(
+            latency_links=Latency.of(seconds),
+            products={result.need: result.products for result in results},
+            products_per_need=round(sum(len(r.products) for r in results) / len(results), 2),
+        )
+        if name == "baseline":  # no batch mode: its throughput is one need after another
+            figures[name].values["needs_per_s_links"] = round(len(needs) / wall, 4)
+    say(f"whazzat: batch mode, {len(needs)} needs in one chain.batch, links backend")
+    begun = time.perf_counter()
+    chain.batch(needs)
+    figures["whazzat"].values["needs_per_s_links"] = round(len(needs) / (time.perf_counter() - begun), 4)
+
+    if "axesso" not in options.skip:
+        with (
+            tempfile.TemporaryDirectory(prefix="whazzat-bench-cache-") as scratch,
+            FakeAxesso(options.delay_s) as server,
+        ):
+            remote = _axesso_settings(settings, server.url, options.delay_s)
+            runs: list[tuple[str, Callable[[str], Recommendation]]] = [
+                (
+                    "baseline",
+                    baseline.with_backend(
+                        _axesso_backend(remote, Path(scratch) / "baseline.sqlite3", reads=False)
+                    ).answer,
+                ),
+                (
+                    "whazzat",
+                    build_chain(
+                        settings, llm=llm, backend=_axesso_backend(remote, Path(scratch) / "whazzat.sqlite3")
+                    ).invoke,
+                ),
+            ]
+            for name, answer in runs:
+                say(
+                    f"{name}: {len(needs)} needs one after another, axesso backend ({options.delay_s:g} s per call)"
+                )
+                transformers.set_seed(settings.seed)
+                calls_before = server.calls
+                seconds, wall, _ = _timed_each(answer, needs)
+                figures[name].values.update(
+                    latency_axesso=Latency.of(seconds), axesso_calls=server.calls - calls_before
+                )
+                if name == "baseline":
+                    figures[name].values["needs_per_s_axesso"] = round(len(needs) / wall, 4)
+            say(f"whazzat: batch mode, {len(needs)} needs in one chain.batch, axesso backend")
+            batch_chain = build_chain(
+                settings, llm=llm, backend=_axesso_backend(remote, Path(scratch) / "whazzat-batch.sqlite3")
+            )
+            begun = time.perf_counter()
+            batch_chain.batch(needs)
+            figures["whazzat"].values["needs_per_s_axesso"] = round(
+                len(needs) / (time.perf_counter() - begun), 4
+            )
+
+    quality = _quality(options, settings, items, llm, say) if options.quality else None
+    baseline_figures, whazzat_figures = figures["baseline"].build(), figures["whazzat"].build()
+    shared = {
+        "model": settings.model,
+        "base_model_path": base,
+        "adapter_path": adapter,
+        "paraphrases": settings.paraphrases,
+        "max_products": settings.max_products,
+    }
+    return BenchResult(
+        command=options.command,
+        started_at=started_at,
+        wall_s=round(time.perf_counter() - started, 2),
+        machine=machine_info(),
+        hardware=hardware,
+        needs=NeedsInfo(
+            source=str(source), count=len(needs), warmup=WARMUP_NEED, axesso_delay_s=options.delay_s
+        ),
+        settings={
+            "whazzat": {
+                **settings.model_dump(mode="json", exclude={"rapidapi_key"}),
+                "base_model_path": base,
+                "adapter_path": adapter,
+                "adapter_merged": bool(adapter) and not settings.load_in_4bit,
+            },
+            "baseline": {**shared, **baseline.config.model_dump(), "cli_imports": EAGER_IMPORTS},
+        },
+        skipped=sorted(set(options.skip)),
+        baseline=baseline_figures,
+        whazzat=whazzat_figures,
+        speedup=speedups(baseline_figures, whazzat_figures),
+        bench_peak_rss_mb=_peak_rss_mb(),
+        quality=quality,
+    )
