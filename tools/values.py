@@ -66,9 +66,8 @@ def parse_price(value: object) -> float | None:
     if price is None and isinstance(value, str):
         match = _DIGITS.search(value)
         price = _price_from_text(match.group(0)) if match else None
-    if price is None or price <= 0:
-        return None
-    return round(price, 2)
+    price = None if price is None else round(price, 2)
+    return price if price is not None and price > 0 else None  # 0.004 rounds to 0: unknown too
 
 
 def _price_from_text(text: str) -> float | None:
