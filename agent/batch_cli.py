@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from agent.cli_options import AdapterOption, EndpointOption, ModelOption, NoAdapterOption
 from agent.config import AMAZON_DOMAINS, BACKENDS, MAX_PARAPHRASES
 
 if TYPE_CHECKING:
@@ -71,22 +72,10 @@ def batch(
             help="Needs per model call and per write; larger batches the model better, smaller saves sooner.",
         ),
     ] = 16,
-    model: Annotated[
-        str | None, typer.Option("--model", help="A Hugging Face model id or local directory.")
-    ] = None,
-    adapter: Annotated[
-        str | None, typer.Option("--adapter", help="A LoRA adapter directory to apply.")
-    ] = None,
-    no_adapter: Annotated[
-        bool, typer.Option("--no-adapter", help="Run the base model without the fine-tuned adapter.")
-    ] = False,
-    llm_endpoint: Annotated[
-        str | None,
-        typer.Option(
-            "--llm-endpoint",
-            help="An OpenAI-compatible server (vLLM, TGI) to generate with, instead of a local model.",
-        ),
-    ] = None,
+    model: ModelOption = None,
+    adapter: AdapterOption = None,
+    no_adapter: NoAdapterOption = False,
+    llm_endpoint: EndpointOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")] = False,
 ) -> None:
     """Answer many needs from a file, writing each chunk's records as soon as it completes.

@@ -6,11 +6,20 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from agent.config import AMAZON_DOMAINS, BACKENDS, MAX_PARAPHRASES
+from agent.cli_options import (
+    AdapterOption,
+    EndpointOption,
+    JsonOption,
+    ModelOption,
+    NoAdapterOption,
+    ParaphrasesOption,
+    fail,
+)
+from agent.config import AMAZON_DOMAINS, BACKENDS
 
 if TYPE_CHECKING:
     from agent.config import Settings
@@ -30,30 +39,6 @@ app = typer.Typer(
 )
 
 NeedArgument = Annotated[str, typer.Argument(help="What you need, in your own words, e.g. 'my back hurts'.")]
-ParaphrasesOption = Annotated[
-    int,
-    typer.Option("--paraphrases", "-p", help=f"Rewrites of the need to ask the model with (0-{MAX_PARAPHRASES}); "
-                 "more rewrites find more product types but take longer."),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout, nothing else.")]
-ModelOption = Annotated[
-    str | None, typer.Option("--model", help="A Hugging Face model id or local directory instead of the embedded model.")
-]
-AdapterOption = Annotated[str | None, typer.Option("--adapter", help="A LoRA adapter directory to apply.")]
-EndpointOption = Annotated[
-    str | None,
-    typer.Option("--llm-endpoint", help="URL of an OpenAI-compatible server (vLLM, TGI) serving the model, "
-                 "instead of loading it here. Also WHAZZAT_LLM_ENDPOINT."),
-]
-NoAdapterOption = Annotated[
-    bool, typer.Option("--no-adapter", help="Run the base model without the fine-tuned adapter (to compare).")
-]
-
-
-def fail(message: str) -> NoReturn:
-    """One clear line on stderr and exit code 2: the user can fix this."""
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -112,6 +97,16 @@ def run_chain(need: str, settings: Settings, quiet: bool) -> Recommendation:
         fail(str(error))
 
 
+def show(result: Recommendation, json_output: bool) -> None:
+    """Exactly the Recommendation as JSON on stdout, or tables for people."""
+    if json_output:
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        from agent.render import print_recommendation
+
+        print_recommendation(result)
+
+
 @app.command()
 def ask(
     need: NeedArgument,
@@ -149,13 +144,7 @@ def ask(
     settings = make_settings(paraphrases=paraphrases, top_k=top, backend=backend, domain=domain,
                              budget=budget, catalog=catalog, no_cache=no_cache or None, model=model,
                              adapter=adapter, no_adapter=no_adapter or None, llm_endpoint=llm_endpoint)
-    result = run_chain(need, settings, quiet=json_output)
-    if json_output:
-        typer.echo(result.model_dump_json(indent=2))
-    else:
-        from agent.render import print_recommendation
-
-        print_recommendation(result)
+    show(run_chain(need, settings, quiet=json_output), json_output)
 
 
 @app.command()
@@ -176,14 +165,7 @@ def suggest(
     """
     settings = make_settings(paraphrases=paraphrases, model=model, adapter=adapter,
                              no_adapter=no_adapter or None, llm_endpoint=llm_endpoint, backend="links")
-    result = run_chain(need, settings, quiet=json_output)
-    result = result.model_copy(update={"listings": []})
-    if json_output:
-        typer.echo(result.model_dump_json(indent=2))
-    else:
-        from agent.render import print_recommendation
-
-        print_recommendation(result)
+    show(run_chain(need, settings, quiet=json_output).model_copy(update={"listings": []}), json_output)
 
 
 def main() -> None:  # pragma: no cover - console script entry

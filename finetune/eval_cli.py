@@ -11,17 +11,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from agent.cli_options import AdapterOption, JsonOption, ModelOption, NoAdapterOption, fail
+
 if TYPE_CHECKING:
     from finetune.eval import EvalResult
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def eval_command(
@@ -34,19 +31,13 @@ def eval_command(
     paraphrases: Annotated[
         int | None, typer.Option("--paraphrases", "-p", help="Rewrites per need (0 turns rewriting off).")
     ] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")
-    ] = False,
+    json_output: JsonOption = False,
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Evaluate only the first N needs.")
     ] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", help="A Hugging Face model id or local directory.")
-    ] = None,
-    adapter: Annotated[
-        str | None, typer.Option("--adapter", help="A LoRA adapter directory to apply.")
-    ] = None,
-    no_adapter: Annotated[bool, typer.Option("--no-adapter", help="Evaluate the base model alone.")] = False,
+    model: ModelOption = None,
+    adapter: AdapterOption = None,
+    no_adapter: NoAdapterOption = False,
 ) -> None:
     """Score the chain's top-5 product types per need: valid-output rate, hit@5, precision@5, recall@5."""
     from pydantic import ValidationError
@@ -57,7 +48,7 @@ def eval_command(
     try:
         items = load_items(data, limit)
     except DataError as error:
-        _fail(str(error))
+        fail(str(error))
     try:
         settings = get_settings(
             paraphrases=paraphrases,
@@ -67,7 +58,7 @@ def eval_command(
             backend="links",
         )
     except ValidationError as error:
-        _fail(f"invalid option: {error.errors()[0]['loc'][0]}: {error.errors()[0]['msg']}")
+        fail(f"invalid option: {error.errors()[0]['loc'][0]}: {error.errors()[0]['msg']}")
 
     from agent.chain import build_chain
     from agent.errors import WhazzatError
@@ -76,7 +67,7 @@ def eval_command(
     try:
         chain = build_chain(settings)
     except WhazzatError as error:  # e.g. a model or adapter that cannot be found: the user can fix it
-        _fail(str(error))
+        fail(str(error))
     run_settings = {
         "model": settings.model,
         "adapter": settings.adapter,
