@@ -515,3 +515,17 @@ def test_committed_chainlit_config_keeps_safe_defaults() -> None:
     assert config["features"]["spontaneous_file_upload"]["enabled"] is False
     assert "*" not in config["project"]["allow_origins"]
     assert json.dumps(config["project"]["allow_origins"]).count("127.0.0.1") == 1
+
+
+def test_password_login_is_off_unless_a_password_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.ui import auth
+
+    monkeypatch.delenv(auth.PASSWORD_ENV, raising=False)
+    assert not auth.login_enabled()
+    assert not auth.credentials_match("whazzat", "")
+    monkeypatch.setenv(auth.PASSWORD_ENV, "correct horse")
+    assert auth.login_enabled()
+    assert auth.credentials_match("whazzat", "correct horse")
+    assert not auth.credentials_match("whazzat", "wrong")
+    monkeypatch.setenv(auth.USER_ENV, "ana")
+    assert auth.credentials_match("ana", "correct horse") and not auth.credentials_match("whazzat", "correct horse")

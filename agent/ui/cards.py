@@ -130,7 +130,8 @@ def render_why(need: str, paraphrases: Sequence[str], suggestions: Sequence[Sugg
     lines = ["**Why these?**"]
     if paraphrases:
         asked = "; ".join(f"*{escape_text(text, 100)}*" for text in paraphrases)
-        lines.append(f"I also asked the model with {len(paraphrases)} rewrites of your need: {asked}.")
+        rewrites = "a rewrite" if len(paraphrases) == 1 else f"{len(paraphrases)} rewrites"
+        lines.append(f"I also asked the model with {rewrites} of your need: {asked}.")
     for suggestion in suggestions:
         sources = ", ".join(dict.fromkeys(label.get(source, "a rewrite") for source in suggestion.sources))
         lines.append(f"- {escape_text(suggestion.product, 80)}: suggested for {sources or 'your words'}")

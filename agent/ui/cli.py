@@ -46,6 +46,11 @@ def ui(
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from chainlit.cli import cli as chainlit_cli  # heavy: only when the server starts
 
+    from agent.ui.auth import PASSWORD_ENV, login_enabled
+
+    if host not in ("127.0.0.1", "localhost", "::1") and not login_enabled():
+        typer.echo(f"Warning: serving on {host} without login: anyone who reaches it can use it. "
+                   f"Set {PASSWORD_ENV} and CHAINLIT_AUTH_SECRET to require a password.", err=True)
     args = ["run", str(APP_PATH), "--host", host, "--port", str(port)]
     if headless:
         args.append("--headless")

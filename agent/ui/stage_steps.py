@@ -110,6 +110,10 @@ def describe(event: StageEvent, settings: Settings) -> str:
             "search": _describe_search_start(data.get("products", []), settings),
             "rank": "Ranking the listings...",
         }.get(stage, "")
+    if stage == "load":
+        return "The model is loaded; every chat on this server shares it."
+    if stage == "queue":
+        return "Your turn."
     if stage == "rewrite":
         paraphrases = data.get("paraphrases") or []
         if not paraphrases:
