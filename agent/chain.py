@@ -246,6 +246,7 @@ def build_chain(
     "catalog"), like any other setting. By default the model loads once per process and is reused."""
     if isinstance(backend, str):
         overrides["backend"], backend = backend, None
+    _check_setting_names(overrides)
     if settings is not None:
         base = settings.model_dump()
         base.update({key: value for key, value in overrides.items() if value is not None})
@@ -263,15 +264,27 @@ def build_chain(
     return WhazzatChain(settings, llm, backend, similarity).runnable()
 
 
-_default_chains: dict[str, Runnable[Any, Recommendation]] = {}
+_default_chains: dict[tuple[str, str | None], Runnable[Any, Recommendation]] = {}
 _default_lock = threading.Lock()
 
 
+def _check_setting_names(overrides: dict[str, Any]) -> None:
+    unknown = sorted(set(overrides) - set(Settings.model_fields))
+    if unknown:
+        raise TypeError(f"unknown setting(s) {unknown}; valid ones: {', '.join(sorted(Settings.model_fields))}")
+
+
 def recommend(need: str, **overrides: Any) -> Recommendation:
-    """Answer one need with the default chain (built once per distinct set of overrides)."""
-    key = repr(sorted(overrides.items()))
+    """Answer one need with the default chain; ``overrides`` are settings (e.g. ``paraphrases=2``).
+
+    One chain (and one loaded model) per distinct set of settings, reused across calls.
+    """
+    _check_setting_names(overrides)
+    settings = get_settings(**overrides)
+    secret = settings.rapidapi_key.get_secret_value() if settings.rapidapi_key else None
+    key = (settings.model_dump_json(exclude={"rapidapi_key"}), secret)
     with _default_lock:
         if key not in _default_chains:
-            _default_chains[key] = build_chain(**overrides)
+            _default_chains[key] = build_chain(settings)
         chain = _default_chains[key]
     return chain.invoke(need)

@@ -149,3 +149,27 @@ def test_callbacks_see_each_stage_as_a_run(fake_llm: FakeWhazzatLLM) -> None:
 async def test_async_invoke(fake_llm: FakeWhazzatLLM) -> None:
     result = await make_chain(fake_llm, paraphrases=0).ainvoke("something to dig food")
     assert result.products
+
+
+def test_recommend_reuses_one_chain_per_settings(monkeypatch: pytest.MonkeyPatch, fake_llm: FakeWhazzatLLM) -> None:
+    import agent.chain
+
+    built: list[object] = []
+    real_build = agent.chain.build_chain
+
+    def build(settings):  # noqa: ANN001, ANN202
+        built.append(settings)
+        return real_build(settings, llm=fake_llm, backend=LinksBackend(), similarity=exact_similarity)
+
+    monkeypatch.setattr(agent.chain, "_default_chains", {})
+    monkeypatch.setattr(agent.chain, "build_chain", build)
+    from agent.chain import recommend
+
+    first = recommend("something to dig food", paraphrases=0)
+    recommend("a quiet fan for my bedroom", paraphrases=0)
+    assert len(built) == 1  # the same settings reuse the chain (and its loaded model)
+    recommend("something to dig food", paraphrases=2)
+    assert len(built) == 2
+    assert first.products[0] == "garden trowel"
+    with pytest.raises(TypeError, match="unknown setting"):
+        recommend("something to dig food", paraphrase=2)

@@ -132,7 +132,12 @@ def test_a_batch_mixing_bad_and_good_needs_keeps_the_good_ones() -> None:
 def test_recommend_cleans_and_refuses_like_the_chain(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(agent.chain, "_default_chains", {})
     llm = FakeWhazzatLLM(prompts=[])
-    options = {"llm": llm, "backend": LinksBackend(), "similarity": exact_similarity, "paraphrases": 0}
+    real_build = agent.chain.build_chain
+    monkeypatch.setattr(
+        agent.chain, "build_chain",
+        lambda settings: real_build(settings, llm=llm, backend=LinksBackend(), similarity=exact_similarity),
+    )
+    options = {"paraphrases": 0}
     assert recommend("<b>something</b> to dig\u200b food", **options).need == "something to dig food"
     for _, raw, message in REFUSED:
         with pytest.raises(InputError, match=message):

@@ -77,11 +77,17 @@ class ParsedSearch(BaseModel):
     total: int = 0
 
 
+#: Longest title kept; Amazon titles run to ~200 characters, anything longer is keyword stuffing.
+MAX_TITLE_CHARS = 300
+
+
 def clean_title(value: object) -> str | None:
-    """Whitespace-collapsed, non-empty text, or None."""
+    """Whitespace-collapsed, non-empty, printable text of at most MAX_TITLE_CHARS, or None."""
     if not isinstance(value, str):
         return None
     title = _SPACES.sub(" ", value).strip()
+    if len(title) > MAX_TITLE_CHARS:
+        title = title[: MAX_TITLE_CHARS - 1].rstrip() + "…"
     return title if title and title.isprintable() else None
 
 
