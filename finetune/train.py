@@ -112,7 +112,8 @@ def _device_description(use_cpu: bool) -> str:
 
     if not use_cpu and torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({platform.processor() or platform.machine()}, {threads} thread{'s' if threads > 1 else ''})"
 
 
 def _versions() -> dict[str, str]:
