@@ -1,10 +1,13 @@
 """Measurements that are only honest in a fresh process: model load time, CLI start time, peak RSS.
 
-Each runs a child process and reads its own resource usage from ``os.wait4`` (peak RSS of that child
-alone, not of the bench). The children are this module's entry points and the real ``whazzat`` CLI:
+The children are this module's entry points and the real ``whazzat`` CLI:
 
     python -m agent.bench.probes load --pipeline whazzat --settings '{"quantize": "int8"}'
     python -m agent.bench.probes ask --pipeline baseline --need "something to dig food"
+
+Peak RSS is read by the child itself at exit (``VmHWM``, the high-water mark of its own memory map) and
+written to a file the bench names. Not ``ru_maxrss`` from ``wait4``: Linux carries the parent's peak over
+fork and exec into it, so every child would report at least the bench's own size.
 
 Settings travel as a JSON object of overrides (the bench's ``--set`` values), never the RapidAPI key.
 """
@@ -12,14 +15,16 @@ Settings travel as a JSON object of overrides (the bench's ``--set`` values), ne
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -29,20 +34,46 @@ Pipeline = Literal["whazzat", "baseline"]
 #: What a CLI that imports its heavy libraries at module level pays before printing ``--help``: the
 #: original project imported torch, transformers and peft at the top of its only script.
 EAGER_IMPORTS = "import torch, transformers, peft, langchain_huggingface"
+#: Where a child writes its peak RSS in bytes when it exits (set by :func:`run_measured`).
+PEAK_RSS_FILE_ENV = "WHAZZAT_BENCH_PEAK_RSS_FILE"
+#: Runs the real ``whazzat`` CLI with the exit hook that reports peak RSS.
+_CLI_WITH_RSS_HOOK = (
+    "import atexit; from agent.bench.probes import report_peak_rss; atexit.register(report_peak_rss); "
+    "from agent.cli import app; app()"
+)
 
 
 class ProcessRun(BaseModel):
-    """A finished child process: exit status, output, wall time and its own peak RSS."""
+    """A finished child process: exit status, output, wall time, and its peak RSS when it reported one."""
 
     returncode: int
     stdout: str
     stderr: str
     wall_s: float
-    peak_rss_mb: float
+    peak_rss_mb: float | None
 
 
 class ProbeError(RuntimeError):
     """A child process failed; the message carries the end of its stderr."""
+
+
+def own_peak_rss_bytes() -> int:
+    """This process's peak RSS: ``VmHWM`` of its memory map where /proc has it, else ``ru_maxrss``."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # macOS: bytes; Linux: KiB
+
+
+def report_peak_rss() -> None:
+    """An exit hook for children: write this process's peak RSS where the bench asked, if it asked."""
+    path = os.environ.get(PEAK_RSS_FILE_ENV)
+    if path:
+        Path(path).write_text(str(own_peak_rss_bytes()), encoding="ascii")
 
 
 def child_env(overrides: Mapping[str, Any] | None = None, **extra: str) -> dict[str, str]:
@@ -59,38 +90,32 @@ def child_env(overrides: Mapping[str, Any] | None = None, **extra: str) -> dict[
 
 
 def run_measured(
-    command: list[str], env: Mapping[str, str] | None = None, timeout_s: float = 900
+    command: list[str], env: Mapping[str, str] | None = None, timeout_s: float = 1800
 ) -> ProcessRun:
-    """Run ``command`` to the end and measure it; killed after ``timeout_s``."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Run ``command`` to the end: its output, wall time and (if it reports it) its peak RSS."""
+    with tempfile.TemporaryDirectory(prefix="whazzat-bench-probe-") as scratch:
+        rss_file = Path(scratch) / "peak-rss"
+        child = {**(env if env is not None else os.environ), PEAK_RSS_FILE_ENV: str(rss_file)}
         started = time.perf_counter()
-        process = subprocess.Popen(
+        done = subprocess.run(
             command,
             stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            env=dict(env) if env is not None else None,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            env=child,
+            timeout=timeout_s,
+            check=False,
         )
-        watchdog = threading.Timer(timeout_s, process.kill)
-        watchdog.start()
-        try:
-            # wait4, not wait: it returns this child's own rusage (ru_maxrss = its peak RSS).
-            _, status, usage = os.wait4(process.pid, 0)
-        finally:
-            watchdog.cancel()
         wall = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        # Linux reports ru_maxrss in KiB, macOS in bytes.
-        rss_bytes = usage.ru_maxrss if sys.platform == "darwin" else usage.ru_maxrss * 1024
-        return ProcessRun(
-            returncode=process.returncode,
-            stdout=out.read().decode(errors="replace"),
-            stderr=err.read().decode(errors="replace"),
-            wall_s=wall,
-            peak_rss_mb=round(rss_bytes / 1e6, 1),
-        )
+        peak = int(rss_file.read_text(encoding="ascii")) if rss_file.is_file() else None
+    return ProcessRun(
+        returncode=done.returncode,
+        stdout=done.stdout,
+        stderr=done.stderr,
+        wall_s=wall,
+        peak_rss_mb=None if peak is None else round(peak / 1e6, 1),
+    )
 
 
 def _checked(run: ProcessRun, what: str) -> ProcessRun:
@@ -137,23 +162,23 @@ def load_seconds(pipeline: Pipeline, overrides: Mapping[str, Any], home: str | N
     return float(_last_json_line(run.stdout)["seconds"])
 
 
-def ask_peak_rss_mb(pipeline: Pipeline, overrides: Mapping[str, Any], need: str) -> float:
+def ask_peak_rss_mb(pipeline: Pipeline, overrides: Mapping[str, Any], need: str, paraphrases: int) -> float:
     """Peak RSS (MB) of a fresh process that loads the pipeline and answers ``need`` with search links.
 
-    Whazzat's is the real ``whazzat ask`` command; the baseline's is this module's ``ask`` entry point.
+    Whazzat's is the real ``whazzat ask`` command (``--paraphrases`` is a flag there, and a flag wins over
+    the environment); the baseline's is this module's ``ask`` entry point.
     """
     if pipeline == "whazzat":
         settings = {key: value for key, value in overrides.items() if key != "paraphrases"}
-        paraphrases = str(overrides.get("paraphrases", 4))
         command = [
             sys.executable,
             "-c",
-            "from agent.cli import app; app()",
+            _CLI_WITH_RSS_HOOK,
             "ask",
             need,
             "--json",
             "--paraphrases",
-            paraphrases,
+            str(paraphrases),
         ]
         env = child_env(settings)
     else:
@@ -170,7 +195,10 @@ def ask_peak_rss_mb(pipeline: Pipeline, overrides: Mapping[str, Any], need: str)
             json.dumps(dict(overrides)),
         ]
         env = child_env()
-    return _checked(run_measured(command, env), f"answering a need with the {pipeline} pipeline").peak_rss_mb
+    run = _checked(run_measured(command, env), f"answering a need with the {pipeline} pipeline")
+    if run.peak_rss_mb is None:
+        raise ProbeError(f"the {pipeline} child process did not report its peak RSS")
+    return run.peak_rss_mb
 
 
 # --- entry points of the child processes -------------------------------------------------------------
@@ -209,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.pipeline != "baseline":
         parser.error("ask runs the baseline only; whazzat's is the real `whazzat ask`")
+    atexit.register(report_peak_rss)
     from agent.bench.baseline import BaselinePipeline
     from agent.config import get_settings
 

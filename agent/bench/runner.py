@@ -15,7 +15,6 @@ Order matters for honesty:
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -155,9 +154,17 @@ def _axesso_backend(settings: Settings, cache_file: Path, *, reads: bool = True)
     return AxessoBackend(settings, cache=DiskCache(cache_file, settings.cache_ttl_hours * 3600))
 
 
-def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round((peak if sys.platform == "darwin" else peak * 1024) / 1e6, 1)
+def _convert_in_a_child(settings: Settings, overrides: dict[str, Any], say: Say) -> None:
+    """Convert the embedded model from GGUF once, in a child process: converting here would leave the
+    dequantised copies in this process's peak RSS (and in the figure the bench reports for itself)."""
+    from agent.bench.probes import load_seconds
+    from agent.config import EMBEDDED_MODEL
+    from agent.llm import EMBEDDED_CACHE_NAME
+
+    cached = settings.home_dir / "models" / EMBEDDED_CACHE_NAME / "model.safetensors"
+    if settings.model == EMBEDDED_MODEL and not cached.is_file():
+        say("first run: converting the embedded model from GGUF (in a child process)")
+        load_seconds("whazzat", overrides)
 
 
 class _Figures:
@@ -179,7 +186,9 @@ class _Figures:
         return PipelineFigures(**self.values)
 
 
-def _probe(options: BenchOptions, figures: dict[str, _Figures], need: str, say: Say) -> None:
+def _probe(
+    options: BenchOptions, figures: dict[str, _Figures], need: str, paraphrases: int, say: Say
+) -> None:
     """The fresh-process measurements of both pipelines."""
     from agent.bench import probes
 
@@ -196,7 +205,7 @@ def _probe(options: BenchOptions, figures: dict[str, _Figures], need: str, say: 
             values["load_warm_s"] = round(probes.load_seconds(pipeline, options.overrides), 3)
         if "rss" not in options.skip:
             say(f"{pipeline}: peak RSS of a fresh process answering one need")
-            values["peak_rss_ask_mb"] = probes.ask_peak_rss_mb(pipeline, options.overrides, need)
+            values["peak_rss_ask_mb"] = probes.ask_peak_rss_mb(pipeline, options.overrides, need, paraphrases)
 
 
 def _bandwidth_gb_s(megabytes: int) -> float:
@@ -229,9 +238,10 @@ def _quality(options: BenchOptions, settings: Settings, items: list[NeedItem], l
         say(f"quality: evaluating the {name} settings on {len(items)} needs")
         chain = build_chain(run_settings, llm=run_llm, backend=LinksBackend())
         summary = evaluate(gold, chain.batch, batch_size=run_settings.batch_size).summary
+        changed = set(options.overrides) | set(options.compare_overrides)  # both runs show the levers' values
         runs.append(
             QualityRun(
-                settings={**options.overrides, **(options.compare_overrides if name == "reference" else {})},
+                settings=run_settings.model_dump(mode="json", include=changed),
                 hit_at_5=summary.hit_at_5,
                 precision_at_5=summary.precision_at_5,
                 recall_at_5=summary.recall_at_5,
@@ -255,7 +265,7 @@ def run_bench(options: BenchOptions, say: Say = lambda message: None) -> BenchRe
     from agent.bench.baseline import BaselinePipeline
     from agent.bench.fake_axesso import FakeAxesso
     from agent.bench.hardware import decode_figures, machine_info
-    from agent.bench.probes import EAGER_IMPORTS
+    from agent.bench.probes import EAGER_IMPORTS, own_peak_rss_bytes
     from agent.chain import build_chain
     from agent.config import get_settings
     from agent.llm import load_llm, resolve_model
@@ -267,7 +277,8 @@ def run_bench(options: BenchOptions, say: Say = lambda message: None) -> BenchRe
     items = load_needs(source, options.n)
     needs = [item.need for item in items]
     settings = get_settings(**options.overrides)
-    base, adapter = resolve_model(settings)  # converts the embedded model once, before anything is timed
+    _convert_in_a_child(settings, options.overrides, say)
+    base, adapter = resolve_model(settings)
     figures = {"baseline": _Figures(), "whazzat": _Figures()}
 
     hardware = None
@@ -279,7 +290,7 @@ def run_bench(options: BenchOptions, say: Say = lambda message: None) -> BenchRe
             bandwidth_method=f"numpy copy of a {options.bandwidth_mb} MB array, best of 3, "
             "bytes read + written / time (STREAM copy)",
         )
-    _probe(options, figures, needs[0], say)
+    _probe(options, figures, needs[0], settings.paraphrases, say)
 
     say("loading both pipelines in this process")
     llm = load_llm(settings)
@@ -389,6 +400,6 @@ def run_bench(options: BenchOptions, say: Say = lambda message: None) -> BenchRe
         baseline=baseline_figures,
         whazzat=whazzat_figures,
         speedup=speedups(baseline_figures, whazzat_figures),
-        bench_peak_rss_mb=_peak_rss_mb(),
+        bench_peak_rss_mb=round(own_peak_rss_bytes() / 1e6, 1),
         quality=quality,
     )
