@@ -1,0 +1,454 @@
+"""``whazzat bench`` on a tiny random Llama: behaviour only, never timings.
+
+The whole bench runs once (module fixture, a child process like a user's) on 2 needs with a 0.01 s Axesso
+delay and must print exactly one JSON object with every figure present. The other tests check the parts:
+the bound's arithmetic, the baseline's way of working, the fake Axesso, and that the fast settings give
+the same greedy answers as the slow ones where they should (merged vs unmerged adapter, batched vs alone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from agent.bench.figures import BenchResult, Latency, PipelineFigures, percentile, speedups
+from tests.tiny_models import make_tiny_llama
+
+NEEDS = ["something to dig food", "a quiet fan for my bedroom", "gift for a dad who loves fishing"]
+
+
+def make_random_lora(base: Path, out: Path, seed: int = 1) -> Path:
+    """A LoRA adapter with random (non-zero) B matrices, so merging it changes the weights."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False
+    )
+    get_peft_model(model, config).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(tiny model dir, random LoRA adapter dir)."""
+    root = tmp_path_factory.mktemp("bench-tiny")
+    base = make_tiny_llama(root)
+    return base, make_random_lora(base, root / "lora")
+
+
+def tiny_settings(tiny: tuple[Path, Path], **overrides: object):
+    from agent.config import get_settings
+
+    return get_settings(model=str(tiny[0]), adapter=str(tiny[1]), semantic_dedup=False, **overrides)
+
+
+# --- the whole bench, as a user runs it -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bench_run(
+    tiny: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[subprocess.CompletedProcess, Path]:
+    root = tmp_path_factory.mktemp("bench-run")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("WHAZZAT_") and key not in ("RAPIDAPI_KEY",)
+    }
+    env["WHAZZAT_HOME"] = str(root / "home")
+    out = root / "bench.json"
+    command = [
+        sys.executable,
+        "-m",
+        "agent.bench",
+        "--model",
+        str(tiny[0]),
+        "--adapter",
+        str(tiny[1]),
+        "--n",
+        "2",
+        "--delay",
+        "0.01",
+        "--json",
+        "--out",
+        str(out),
+        "--set",
+        "paraphrases=1",
+        "--set",
+        "semantic_dedup=false",
+        "--decode-tokens",
+        "8",
+        "--bandwidth-mb",
+        "16",
+        "--cli-repeats",
+        "1",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
+    return done, out
+
+
+def test_bench_prints_one_json_object_with_every_figure(bench_run) -> None:
+    done, out = bench_run
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(done.stdout.strip().splitlines()) == 1  # nothing else on stdout
+    data = json.loads(done.stdout)
+    result = BenchResult.model_validate(data)  # every field of the right type
+    assert json.loads(out.read_text()) == data  # --out holds the same object
+    assert result.skipped == [] and result.quality is None
+    assert result.needs.count == 2 and result.needs.axesso_delay_s == 0.01
+    for figures in (result.baseline, result.whazzat):
+        for name in PipelineFigures.model_fields:
+            assert getattr(figures, name) is not None, name  # nothing skipped: every figure measured
+        for latency in (figures.latency_links, figures.latency_axesso):
+            assert len(latency.per_need_s) == 2 and 0 < latency.p50_s <= latency.p95_s
+        assert figures.needs_per_s_links > 0 and figures.needs_per_s_axesso > 0
+        assert figures.load_cold_s > 0 and figures.load_warm_s > 0 and figures.cli_help_s > 0
+        assert figures.peak_rss_ask_mb > 50  # a process that loaded torch
+        assert list(figures.products) == list(result.whazzat.products) and len(figures.products) == 2
+    assert set(result.speedup) >= {
+        "latency_p50_links",
+        "latency_p50_axesso",
+        "needs_per_s_links",
+        "decode_tokens_per_s",
+        "load_warm_s",
+        "cli_help_s",
+        "peak_rss_ask_mb",
+    }
+    assert result.settings["baseline"]["max_length"] == 250 and result.settings["baseline"]["top_k"] == 10
+    assert result.settings["whazzat"]["adapter_merged"] is True
+    assert "RAPIDAPI_KEY" not in done.stdout and "whazzat-bench-fake-key" not in done.stdout
+    assert result.bench_peak_rss_mb > 0 and result.machine.logical_cores >= 1
+
+
+def test_hardware_bound_is_positive(bench_run) -> None:
+    result = BenchResult.model_validate_json(bench_run[0].stdout)
+    assert result.hardware is not None and result.hardware.bandwidth_gb_s > 0
+    for figures in (result.baseline, result.whazzat):
+        decode = figures.decode
+        assert decode.weight_bytes_per_token > 0 and decode.tokens_per_s > 0
+        assert decode.bound_tokens_per_s > 0 and decode.fraction_of_bound > 0
+    # The unmerged adapter's LoRA matrices are read on every token too.
+    assert result.baseline.decode.weight_bytes_per_token > result.whazzat.decode.weight_bytes_per_token
+
+
+def test_progress_goes_to_stderr(bench_run) -> None:
+    stderr = bench_run[0].stderr
+    for phase in (
+        "CLI start time",
+        "model load",
+        "peak RSS",
+        "decode rate",
+        "warm-up",
+        "links backend",
+        "axesso backend",
+        "batch mode",
+    ):
+        assert phase in stderr
+
+
+# --- figures ---------------------------------------------------------------------------------------------
+def test_percentiles_interpolate_like_numpy() -> None:
+    assert percentile([1.0, 2.0], 50) == 1.5
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+    assert percentile([1.0, 2.0], 95) == pytest.approx(1.95)
+    latency = Latency.of([2.0, 1.0])
+    assert (latency.p50_s, latency.mean_s, latency.per_need_s) == (1.5, 1.5, [2.0, 1.0])
+
+
+def _figures(**values: object) -> PipelineFigures:
+    base = {
+        "latency_links": Latency.of([1.0]),
+        "latency_axesso": None,
+        "axesso_calls": None,
+        "needs_per_s_links": 1.0,
+        "needs_per_s_axesso": None,
+        "decode": None,
+        "load_cold_s": None,
+        "load_warm_s": None,
+        "cli_help_s": None,
+        "peak_rss_ask_mb": None,
+        "products_per_need": 1.0,
+        "products": {},
+    }
+    return PipelineFigures(**{**base, **values})
+
+
+def test_speedups_read_as_times_better() -> None:
+    baseline = _figures(latency_links=Latency.of([6.0]), needs_per_s_links=0.5, cli_help_s=4.0)
+    whazzat = _figures(latency_links=Latency.of([1.5]), needs_per_s_links=2.0, cli_help_s=None)
+    result = speedups(baseline, whazzat)
+    assert result["latency_p50_links"] == 4.0  # a time: baseline / whazzat
+    assert result["needs_per_s_links"] == 4.0  # a rate: whazzat / baseline
+    assert result["cli_help_s"] is None and result["latency_p50_axesso"] is None  # skipped sides
+
+
+# --- hardware ------------------------------------------------------------------------------------------------
+def test_weight_bytes_count_what_a_token_reads(tiny: tuple[Path, Path]) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    from agent.bench.hardware import measure_bandwidth, weight_bytes_per_token
+
+    model = AutoModelForCausalLM.from_pretrained(tiny[0])
+    embedding = model.get_input_embeddings().weight
+    total = sum(p.numel() for p in model.parameters())
+    assert weight_bytes_per_token(model) == 4 * (total - embedding.numel())  # fp32, embedding rows excluded
+
+    tied = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=100,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            tie_word_embeddings=True,
+        )
+    )
+    unique = sum(p.numel() for p in tied.parameters())  # parameters() yields a tied weight once
+    assert weight_bytes_per_token(tied) == 4 * unique  # the tied matrix is read once, as lm_head
+
+    int8 = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert weight_bytes_per_token(int8) == weight_bytes_per_token(model) - 3 * linear  # 1 byte, not 4
+    assert measure_bandwidth(megabytes=4, repeats=1) > 0
+
+
+def test_decode_rate_is_measured_against_a_positive_bound(tiny: tuple[Path, Path]) -> None:
+    from agent.bench.hardware import decode_figures
+    from agent.llm import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(tiny_settings(tiny))
+    figures = decode_figures(model, tokenizer, bandwidth_gb_s=10.0, new_tokens=4)
+    assert figures.tokens_per_s > 0 and figures.bound_tokens_per_s > 0 and figures.fraction_of_bound > 0
+    assert figures.bound_tokens_per_s == pytest.approx(10e9 / figures.weight_bytes_per_token, rel=1e-3)
+
+
+def test_a_child_reports_its_own_peak_rss_not_the_parents() -> None:
+    from agent.bench.probes import run_measured
+
+    hook = "import atexit; from agent.bench.probes import report_peak_rss; atexit.register(report_peak_rss)"
+    parent_sized = bytearray(300_000_000)  # noqa: F841 - Linux would carry this peak into wait4's ru_maxrss
+    small = run_measured([sys.executable, "-c", hook])
+    large = run_measured([sys.executable, "-c", hook + "; block = bytearray(200_000_000)"])
+    assert small.returncode == 0 and large.returncode == 0
+    assert small.peak_rss_mb < 200 < large.peak_rss_mb
+    assert run_measured([sys.executable, "-c", "pass"]).peak_rss_mb is None  # no hook, no figure
+
+
+# --- fast settings give the same answers as slow ones where they should -----------------------------------
+@pytest.fixture(scope="module")
+def suggest_prompts(tiny: tuple[Path, Path]) -> list[str]:
+    from agent.llm import load_llm
+    from agent.prompts import render_prompt
+
+    tokenizer = load_llm(tiny_settings(tiny)).pipeline.tokenizer
+    return [render_prompt(tokenizer, "suggest", need=need) for need in NEEDS]
+
+
+def test_merged_adapter_answers_like_the_unmerged_peft_model(tiny, suggest_prompts) -> None:
+    from peft import PeftModel
+
+    from agent.bench.baseline import BaselineConfig, BaselinePipeline
+    from agent.llm import load_llm
+
+    settings = tiny_settings(tiny)
+    merged = load_llm(settings).bind(pipeline_kwargs={"max_new_tokens": 24})
+    unmerged = BaselinePipeline.load(settings, config=BaselineConfig(do_sample=False, max_new_tokens=24))
+    assert isinstance(unmerged.model, PeftModel)  # really not merged
+    answers = [merged.invoke(prompt) for prompt in suggest_prompts]
+    assert all(answer.strip() for answer in answers)
+    assert [unmerged.generate(prompt)[0] for prompt in suggest_prompts] == answers
+    # ...and the adapter matters: without it the model answers otherwise.
+    plain = load_llm(tiny_settings(tiny, no_adapter=True)).bind(pipeline_kwargs={"max_new_tokens": 24})
+    assert [plain.invoke(prompt) for prompt in suggest_prompts] != answers
+
+
+def test_one_batched_generate_answers_like_one_prompt_at_a_time(tiny, suggest_prompts) -> None:
+    from agent.llm import load_llm
+
+    llm = load_llm(tiny_settings(tiny)).bind(pipeline_kwargs={"max_new_tokens": 24})
+    assert llm.batch(suggest_prompts) == [llm.invoke(prompt) for prompt in suggest_prompts]
+
+
+def test_chain_batch_gives_the_product_types_of_invoke(tiny: tuple[Path, Path]) -> None:
+    from agent.chain import build_chain
+    from tools.links import LinksBackend
+
+    chain = build_chain(
+        tiny_settings(tiny, paraphrases=2, max_new_tokens_rewrite=24, max_new_tokens_suggest=16),
+        backend=LinksBackend(),
+    )
+    batched = chain.batch(NEEDS)
+    alone = [chain.invoke(need) for need in NEEDS]
+    assert [r.paraphrases for r in batched] == [r.paraphrases for r in alone]
+    assert [r.products for r in batched] == [r.products for r in alone]
+
+
+def test_parallel_rewrite_repeats_on_a_fixed_seed(tiny: tuple[Path, Path]) -> None:
+    from agent.chain import build_chain
+    from tools.links import LinksBackend
+
+    settings = tiny_settings(
+        tiny,
+        paraphrases=3,
+        rewrite_strategy="parallel",
+        seed=7,
+        max_new_tokens_paraphrase=8,
+        max_new_tokens_suggest=16,
+    )
+    chain = build_chain(settings, backend=LinksBackend())
+    first, second = chain.invoke(NEEDS[0]), chain.invoke(NEEDS[0])
+    assert (first.paraphrases, first.products) == (second.paraphrases, second.products)
+
+
+# --- the baseline's way of working ----------------------------------------------------------------------------
+def test_baseline_generates_per_prompt_and_searches_one_after_another(tiny: tuple[Path, Path]) -> None:
+    from agent.bench.baseline import BaselinePipeline
+    from tools.base import SearchBackend, SearchOutcome, SearchQuery
+    from tools.links import LinksBackend
+
+    class Recording(SearchBackend):
+        name = "recording"
+
+        def __init__(self) -> None:
+            self.queries: list[str] = []
+
+        def search(self, query: SearchQuery) -> SearchOutcome:
+            self.queries.append(query.keyword)
+            return LinksBackend().search(query)
+
+        def search_many(self, queries):
+            raise AssertionError("the baseline searches one query at a time")
+
+    import transformers
+
+    transformers.set_seed(0)
+    backend = Recording()
+    pipeline = BaselinePipeline.load(tiny_settings(tiny, paraphrases=1), backend=backend)
+    calls: list[int] = []
+    generate = pipeline.model.generate
+
+    def counting_generate(**kwargs):
+        calls.append(kwargs["input_ids"].shape[0])
+        assert kwargs["max_length"] == 250 and kwargs["top_k"] == 10 and kwargs["do_sample"]
+        return generate(**kwargs)
+
+    pipeline.model.generate = counting_generate
+    result = pipeline.answer(NEEDS[0])
+    assert calls == [1] * (2 + len(result.paraphrases))  # the rewrite, then one call per suggest prompt
+    assert backend.queries == result.products  # one search per product type, in order
+    prices = [listing.price for listing in result.listings]
+    assert prices == sorted(prices, key=lambda p: (p is None, p or 0.0))
+
+
+def test_fake_axesso_speaks_the_schema_and_the_baseline_never_reads_the_cache(tmp_path: Path) -> None:
+    from agent.bench.fake_axesso import FakeAxesso
+    from agent.bench.runner import _axesso_backend, _axesso_settings
+    from agent.config import get_settings
+    from tools.base import SearchQuery
+
+    queries = [SearchQuery(keyword="garden trowel"), SearchQuery(keyword="hand rake")]
+    with FakeAxesso(delay_s=0.01) as server:
+        settings = _axesso_settings(get_settings(home=tmp_path), server.url, 0.01)
+        uncached = _axesso_backend(settings, tmp_path / "baseline.sqlite3", reads=False)
+        cached = _axesso_backend(settings, tmp_path / "whazzat.sqlite3")
+        first = uncached.search(queries[0])
+        assert first.warnings == [] and first.calls == 1
+        assert all(listing.url.startswith("https://www.amazon.com/dp/") for listing in first.listings)
+        assert len(first.listings) == 3 and first.listings[0].rating is not None
+        assert uncached.search(queries[0]).calls == 1  # asked again: no cache
+        cached.search_many(queries)
+        assert cached.search_many(queries).cache_hits == 2  # whazzat: served from its cache
+        assert server.calls == 4
+
+
+# --- needs and the command line ------------------------------------------------------------------------------
+def test_needs_from_jsonl_and_text(tmp_path: Path) -> None:
+    from agent.bench.runner import DEFAULT_NEEDS, BenchError, load_needs
+
+    default = load_needs(DEFAULT_NEEDS, 3)
+    assert len(default) == 3 and all(item.products for item in default)  # the test split has gold types
+    text = tmp_path / "needs.txt"
+    text.write_text("a quiet fan\n\na quiet fan\nrunning shoes\n", encoding="utf-8")
+    assert [item.need for item in load_needs(text, 5)] == ["a quiet fan", "running shoes"]
+    with pytest.raises(BenchError):
+        load_needs(tmp_path / "missing.txt", 2)
+
+
+def _app() -> typer.Typer:
+    from agent.bench.cli import bench
+
+    app = typer.Typer()
+    app.command()(bench)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "not_a_setting=1"], "not a setting"),
+        (["--set", "quantize"], "KEY=VALUE"),
+        (["--set", "quantize=int4"], "quantize"),
+        (["--skip", "everything"], "--skip takes"),
+        (["--needs", "no/such/file.jsonl"], "no such file"),
+    ],
+)
+def test_bad_options_fail_with_one_line(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(_app(), args)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_the_command_module_imports_no_torch() -> None:
+    code = "import sys, agent.bench.cli; sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# --- the real embedded model ----------------------------------------------------------------------------------
+@pytest.mark.integration
+def test_bench_on_the_real_embedded_model(embedded_home: Path) -> None:
+    """`whazzat bench --n 2 --json` on SmolLM2-135M (with the shipped adapter when present), every part on,
+    trimmed to stay near 3 minutes on 2 quiet cores: 1 paraphrase, one CLI start, short decode runs.
+    With the untuned model (no shipped adapter yet) answers rarely stop before max_length, and it is slower."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("WHAZZAT_") and key != "RAPIDAPI_KEY"
+    }
+    env["WHAZZAT_HOME"] = str(embedded_home)
+    command = [
+        sys.executable,
+        "-m",
+        "agent.bench",
+        "--n",
+        "2",
+        "--json",
+        "--delay",
+        "0.05",
+        "--set",
+        "paraphrases=1",
+        "--cli-repeats",
+        "1",
+        "--decode-tokens",
+        "16",
+        "--bandwidth-mb",
+        "128",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = BenchResult.model_validate_json(done.stdout)
+    assert result.settings["whazzat"]["model"] == "embedded:smollm2-135m-instruct"
+    for figures in (result.baseline, result.whazzat):
+        assert all(getattr(figures, name) is not None for name in PipelineFigures.model_fields)
+        assert figures.decode.weight_bytes_per_token > 100e6  # ~135M parameters, fp32, minus the embedding
+        assert figures.load_cold_s > 0 and figures.peak_rss_ask_mb > 100
+    assert result.hardware.bandwidth_gb_s > 0
