@@ -54,6 +54,10 @@ def load_baseline_model(settings: Settings) -> tuple[Any, Any]:
 
     from agent.llm import resolve_model
 
+    if settings.torch_threads:  # a machine setting, not a method: both pipelines run with the same
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
     base, adapter = resolve_model(settings)
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base)
