@@ -173,13 +173,24 @@ class WhazzatChain:
                 owners.append(index)
                 asked.append(text)
                 prompt_configs.append(configs[index])
-        prompts = [render_prompt(self.tokenizer, "suggest", need=text) for text in asked]
+        examples = self._fewshot_examples(asked)
+        prompts = [
+            render_prompt(self.tokenizer, "suggest", need=text, examples=shots)
+            for text, shots in zip(asked, examples, strict=True)
+        ]
         limit = self.settings.max_new_tokens_suggest
         answers = self._generate(prompts, prompt_configs, limit)
         for owner, text, answer in zip(owners, asked, answers, strict=True):
             products = parse_products(answer, truncated=self._hit_token_limit(answer, limit))
             states[owner]["proposals"].append((text, products))
         return states
+
+    def _fewshot_examples(self, texts: list[str]) -> list[list[Any]]:
+        if self.settings.fewshot_k == 0:
+            return [[] for _ in texts]
+        from agent.fewshot import default_retriever
+
+        return default_retriever(self.settings.home_dir).examples(texts, self.settings.fewshot_k)
 
     def _hit_token_limit(self, answer: str, limit: int) -> bool:
         if self.tokenizer is None:

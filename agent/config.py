@@ -86,6 +86,10 @@ class Settings(BaseSettings):
         default=0.85, ge=0, le=1, description="MiniLM cosine above which two product types fold."
     )
     semantic_dedup: bool = Field(default=True, description="Fold semantic duplicates with MiniLM.")
+    fewshot_k: int = Field(
+        default=0, ge=0, le=8,
+        description="Nearest training needs (MiniLM) shown with their answers in each suggest prompt; 0 is off.",
+    )
 
     # --- search --------------------------------------------------------------------------------------
     backend: Backend = "links"

@@ -64,12 +64,24 @@ def load_template(task: Task) -> PromptTemplate:
         raise PromptError(f"prompts/{task}.yaml is invalid: {error}") from error
 
 
-def render_prompt(tokenizer: Any, task: Task, answer: str | None = None, **values: Any) -> str:
+def render_prompt(
+    tokenizer: Any,
+    task: Task,
+    answer: str | None = None,
+    examples: list[tuple[dict[str, Any], str]] | None = None,
+    **values: Any,
+) -> str:
     """The model input for ``task``; with ``answer``, the full training text including the answer.
 
+    ``examples`` are solved cases, ``(values, answer)``, shown as earlier turns of the same chat
+    (retrieval-augmented few-shot): the model sees how similar needs were answered.
     Uses the tokenizer's chat template when it has one, and a plain layout otherwise (tiny test models).
     """
-    messages = load_template(task).messages(**values)
+    template = load_template(task)
+    messages = template.messages(**values)
+    for example_values, example_answer in examples or []:
+        user_turn = template.messages(**example_values)[1]
+        messages[-1:-1] = [user_turn, {"role": "assistant", "content": example_answer}]
     if answer is not None:
         messages.append({"role": "assistant", "content": answer})
     if getattr(tokenizer, "chat_template", None):

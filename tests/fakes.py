@@ -49,6 +49,6 @@ class FakeWhazzatLLM(LLM):
             start = self.rewrite_calls.get(need, 0) % len(lines)
             self.rewrite_calls[need] = self.rewrite_calls.get(need, 0) + 1
             return "\n".join(lines[start:] + lines[:start])
-        suggest = re.search(r"Need: (.+)", prompt)
-        need = suggest.group(1).strip() if suggest else ""
+        asked = re.findall(r"Need: (.+)", prompt)  # the last one: earlier ones are few-shot examples
+        need = asked[-1].strip() if asked else ""
         return self.products.get(need, self.fallback_products)
