@@ -176,8 +176,8 @@ def load_model_and_tokenizer(settings: Settings) -> tuple[Any, Any]:
         if not settings.load_in_4bit:
             model = model.merge_and_unload()
     model.eval()
-    if settings.quantize == "int8":
-        model = quantize_int8(model, settings)
+    if settings.quantize == "int8" and not settings.load_in_4bit and model.device.type == "cpu":
+        model = quantize_int8(model)
     # Batched generation with a decoder-only model needs left padding and a pad token.
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -185,16 +185,14 @@ def load_model_and_tokenizer(settings: Settings) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def quantize_int8(model: Any, settings: Settings) -> Any:
+def quantize_int8(model: Any) -> Any:
     """Dynamic int8 quantisation of every linear layer (weights int8, activations quantised on the fly).
 
     Decoding a small model on the CPU is bound by reading the weights once per token; int8 weights are a
-    quarter of fp32's bytes. Only for CPU models that are not already quantized.
+    quarter of fp32's bytes. Applied to CPU models only (a 4-bit or GPU model is left as it is).
     """
     import torch
 
-    if settings.load_in_4bit:
-        raise ModelLoadError("--quantize int8 is for the CPU; it cannot be combined with 4-bit loading")
     return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
