@@ -174,11 +174,13 @@ def main() -> None:  # pragma: no cover - console script entry
 
 # --- commands that live beside the code they drive (each module is light: heavy imports happen inside)
 from agent.batch_cli import batch  # noqa: E402
+from agent.bench.cli import bench  # noqa: E402
 from agent.ui.cli import feedback_app, ui  # noqa: E402
 from finetune.cli import finetune, merge  # noqa: E402
 from finetune.eval_cli import eval_command  # noqa: E402
 
 app.command("batch")(batch)
+app.command("bench")(bench)
 app.command("eval")(eval_command)
 app.command("finetune")(finetune)
 app.command("merge")(merge)
