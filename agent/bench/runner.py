@@ -258,58 +258,27 @@ def _quality(options: BenchOptions, settings: Settings, items: list[NeedItem], l
     )
 
 
-def run_bench(options: BenchOptions, say: Say = lambda message: None) -> BenchResult:
-    """Measure both pipelines as described in this module's docstring."""
+def _hardware(options: BenchOptions, say: Say) -> Hardware | None:
+    if "decode" in options.skip:
+        return None
+    say(f"memory bandwidth ({options.bandwidth_mb} MB copies, in a child process)")
+    return Hardware(
+        bandwidth_gb_s=round(_bandwidth_gb_s(options.bandwidth_mb), 2),
+        bandwidth_method=f"numpy copy of a {options.bandwidth_mb} MB array, best of 3, "
+        "bytes read + written / time (STREAM copy)",
+    )
+
+
+def _links_phase(
+    needs: list[str],
+    settings: Settings,
+    baseline: BaselinePipeline,
+    chain: Any,
+    figures: dict[str, _Figures],
+    say: Say,
+) -> None:
+    """Latency per need for both, then whazzat's batch mode, with the links backend."""
     import transformers
-
-    from agent.bench.baseline import BaselinePipeline
-    from agent.bench.fake_axesso import FakeAxesso
-    from agent.bench.hardware import decode_figures, machine_info
-    from agent.bench.probes import EAGER_IMPORTS, own_peak_rss_bytes
-    from agent.chain import build_chain
-    from agent.config import get_settings
-    from agent.llm import load_llm, resolve_model
-    from tools.links import LinksBackend
-
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    started = time.perf_counter()
-    source = options.needs_file or DEFAULT_NEEDS
-    items = load_needs(source, options.n)
-    needs = [item.need for item in items]
-    settings = get_settings(**options.overrides)
-    _convert_in_a_child(settings, options.overrides, say)
-    base, adapter = resolve_model(settings)
-    figures = {"baseline": _Figures(), "whazzat": _Figures()}
-
-    hardware = None
-    if "decode" not in options.skip:
-        say(f"memory bandwidth ({options.bandwidth_mb} MB copies, in a child process)")
-        gb_s = _bandwidth_gb_s(options.bandwidth_mb)
-        hardware = Hardware(
-            bandwidth_gb_s=round(gb_s, 2),
-            bandwidth_method=f"numpy copy of a {options.bandwidth_mb} MB array, best of 3, "
-            "bytes read + written / time (STREAM copy)",
-        )
-    _probe(options, figures, needs[0], settings.paraphrases, say)
-
-    say("loading both pipelines in this process")
-    llm = load_llm(settings)
-    baseline: BaselinePipeline = BaselinePipeline.load(settings)
-    if hardware is not None:
-        for name, model, tokenizer in (
-            ("baseline", baseline.model, baseline.tokenizer),
-            ("whazzat", llm.pipeline.model, llm.pipeline.tokenizer),
-        ):
-            say(f"{name}: batch-1 decode rate ({options.decode_tokens} tokens)")
-            figures[name].values["decode"] = decode_figures(
-                model, tokenizer, hardware.bandwidth_gb_s, options.decode_tokens
-            )
-
-    chain = build_chain(settings, llm=llm, backend=LinksBackend())
-    say("warm-up: one need per pipeline")
-    transformers.set_seed(settings.seed)
-    baseline.answer(WARMUP_NEED)
-    chain.invoke(WARMUP_NEED)
 
     for name, answer in (("baseline", baseline.answer), ("whazzat", chain.invoke)):
         say(f"{name}: {len(needs)} needs one after another, links backend")
@@ -327,50 +296,72 @@ def run_bench(options: BenchOptions, say: Say = lambda message: None) -> BenchRe
     chain.batch(needs)
     figures["whazzat"].values["needs_per_s_links"] = round(len(needs) / (time.perf_counter() - begun), 4)
 
-    if "axesso" not in options.skip:
-        with (
-            tempfile.TemporaryDirectory(prefix="whazzat-bench-cache-") as scratch,
-            FakeAxesso(options.delay_s) as server,
-        ):
-            remote = _axesso_settings(settings, server.url, options.delay_s)
-            runs: list[tuple[str, Callable[[str], Recommendation]]] = [
-                (
-                    "baseline",
-                    baseline.with_backend(
-                        _axesso_backend(remote, Path(scratch) / "baseline.sqlite3", reads=False)
-                    ).answer,
-                ),
-                (
-                    "whazzat",
-                    build_chain(
-                        settings, llm=llm, backend=_axesso_backend(remote, Path(scratch) / "whazzat.sqlite3")
-                    ).invoke,
-                ),
-            ]
-            for name, answer in runs:
-                say(
-                    f"{name}: {len(needs)} needs one after another, axesso backend ({options.delay_s:g} s per call)"
-                )
-                transformers.set_seed(settings.seed)
-                calls_before = server.calls
-                seconds, wall, _ = _timed_each(answer, needs)
-                figures[name].values.update(
-                    latency_axesso=Latency.of(seconds), axesso_calls=server.calls - calls_before
-                )
-                if name == "baseline":
-                    figures[name].values["needs_per_s_axesso"] = round(len(needs) / wall, 4)
-            say(f"whazzat: batch mode, {len(needs)} needs in one chain.batch, axesso backend")
-            batch_chain = build_chain(
-                settings, llm=llm, backend=_axesso_backend(remote, Path(scratch) / "whazzat-batch.sqlite3")
-            )
-            begun = time.perf_counter()
-            batch_chain.batch(needs)
-            figures["whazzat"].values["needs_per_s_axesso"] = round(
-                len(needs) / (time.perf_counter() - begun), 4
-            )
 
-    quality = _quality(options, settings, items, llm, say) if options.quality else None
-    baseline_figures, whazzat_figures = figures["baseline"].build(), figures["whazzat"].build()
+def _axesso_phase(
+    options: BenchOptions,
+    needs: list[str],
+    settings: Settings,
+    baseline: BaselinePipeline,
+    llm: Any,
+    figures: dict[str, _Figures],
+    say: Say,
+) -> None:
+    """The links phase again against the delayed local Axesso; every run gets an empty search cache."""
+    import transformers
+
+    from agent.bench.fake_axesso import FakeAxesso
+    from agent.chain import build_chain
+
+    with (
+        tempfile.TemporaryDirectory(prefix="whazzat-bench-cache-") as scratch,
+        FakeAxesso(options.delay_s) as server,
+    ):
+        remote = _axesso_settings(settings, server.url, options.delay_s)
+
+        def whazzat_chain(cache_name: str) -> Any:
+            return build_chain(settings, llm=llm, backend=_axesso_backend(remote, Path(scratch) / cache_name))
+
+        uncached = _axesso_backend(remote, Path(scratch) / "baseline.sqlite3", reads=False)
+        runs: list[tuple[str, Callable[[str], Recommendation]]] = [
+            ("baseline", baseline.with_backend(uncached).answer),
+            ("whazzat", whazzat_chain("whazzat.sqlite3").invoke),
+        ]
+        for name, answer in runs:
+            say(
+                f"{name}: {len(needs)} needs one after another, axesso backend ({options.delay_s:g} s per call)"
+            )
+            transformers.set_seed(settings.seed)
+            calls_before = server.calls
+            seconds, wall, _ = _timed_each(answer, needs)
+            figures[name].values.update(
+                latency_axesso=Latency.of(seconds), axesso_calls=server.calls - calls_before
+            )
+            if name == "baseline":
+                figures[name].values["needs_per_s_axesso"] = round(len(needs) / wall, 4)
+        say(f"whazzat: batch mode, {len(needs)} needs in one chain.batch, axesso backend")
+        batch_chain = whazzat_chain("whazzat-batch.sqlite3")
+        begun = time.perf_counter()
+        batch_chain.batch(needs)
+        figures["whazzat"].values["needs_per_s_axesso"] = round(len(needs) / (time.perf_counter() - begun), 4)
+
+
+def _llm_cache(llm: Any) -> str | None:
+    """The LLM answer cache in use, if any: with one, a repeated prompt costs no generation (say so)."""
+    from langchain_core.globals import get_llm_cache
+
+    cache = getattr(llm, "cache", None)  # a BaseCache; None or True: the global one; False: none
+    if cache is False:
+        return None
+    if cache is None or cache is True:
+        cache = get_llm_cache()
+    return None if cache is None else type(cache).__name__
+
+
+def _settings_report(
+    settings: Settings, base: str, adapter: str | None, baseline: BaselinePipeline, llm: Any
+) -> dict[str, dict[str, Any]]:
+    from agent.bench.probes import EAGER_IMPORTS
+
     shared = {
         "model": settings.model,
         "base_model_path": base,
@@ -378,6 +369,67 @@ def run_bench(options: BenchOptions, say: Say = lambda message: None) -> BenchRe
         "paraphrases": settings.paraphrases,
         "max_products": settings.max_products,
     }
+    whazzat = {
+        **settings.model_dump(mode="json", exclude={"rapidapi_key"}),
+        "base_model_path": base,
+        "adapter_path": adapter,
+        "adapter_merged": bool(adapter) and not settings.load_in_4bit,
+        "llm_cache": _llm_cache(llm),
+    }
+    return {
+        "whazzat": whazzat,
+        "baseline": {**shared, **baseline.config.model_dump(), "cli_imports": EAGER_IMPORTS},
+    }
+
+
+def run_bench(options: BenchOptions, say: Say = lambda message: None) -> BenchResult:
+    """Measure both pipelines as described in this module's docstring."""
+    import transformers
+
+    from agent.bench.baseline import BaselinePipeline
+    from agent.bench.hardware import decode_figures, machine_info
+    from agent.bench.probes import own_peak_rss_bytes
+    from agent.chain import build_chain
+    from agent.config import get_settings
+    from agent.llm import load_llm, resolve_model
+    from tools.links import LinksBackend
+
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = time.perf_counter()
+    source = options.needs_file or DEFAULT_NEEDS
+    items = load_needs(source, options.n)
+    needs = [item.need for item in items]
+    settings = get_settings(**options.overrides)
+    _convert_in_a_child(settings, options.overrides, say)
+    base, adapter = resolve_model(settings)
+    figures = {"baseline": _Figures(), "whazzat": _Figures()}
+
+    hardware = _hardware(options, say)
+    _probe(options, figures, needs[0], settings.paraphrases, say)
+
+    say("loading both pipelines in this process")
+    llm = load_llm(settings)
+    baseline = BaselinePipeline.load(settings)
+    if hardware is not None:
+        for name, model, tokenizer in (
+            ("baseline", baseline.model, baseline.tokenizer),
+            ("whazzat", llm.pipeline.model, llm.pipeline.tokenizer),
+        ):
+            say(f"{name}: batch-1 decode rate ({options.decode_tokens} tokens)")
+            decode = decode_figures(model, tokenizer, hardware.bandwidth_gb_s, options.decode_tokens)
+            figures[name].values["decode"] = decode
+
+    chain = build_chain(settings, llm=llm, backend=LinksBackend())
+    say("warm-up: one need per pipeline")
+    transformers.set_seed(settings.seed)
+    baseline.answer(WARMUP_NEED)
+    chain.invoke(WARMUP_NEED)
+    _links_phase(needs, settings, baseline, chain, figures, say)
+    if "axesso" not in options.skip:
+        _axesso_phase(options, needs, settings, baseline, llm, figures, say)
+    quality = _quality(options, settings, items, llm, say) if options.quality else None
+
+    baseline_figures, whazzat_figures = figures["baseline"].build(), figures["whazzat"].build()
     return BenchResult(
         command=options.command,
         started_at=started_at,
@@ -387,15 +439,7 @@ def run_bench(options: BenchOptions, say: Say = lambda message: None) -> BenchRe
         needs=NeedsInfo(
             source=str(source), count=len(needs), warmup=WARMUP_NEED, axesso_delay_s=options.delay_s
         ),
-        settings={
-            "whazzat": {
-                **settings.model_dump(mode="json", exclude={"rapidapi_key"}),
-                "base_model_path": base,
-                "adapter_path": adapter,
-                "adapter_merged": bool(adapter) and not settings.load_in_4bit,
-            },
-            "baseline": {**shared, **baseline.config.model_dump(), "cli_imports": EAGER_IMPORTS},
-        },
+        settings=_settings_report(settings, base, adapter, baseline, llm),
         skipped=sorted(set(options.skip)),
         baseline=baseline_figures,
         whazzat=whazzat_figures,
