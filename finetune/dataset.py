@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.errors import WhazzatError
 from agent.prompts import format_paraphrases, format_products, render_prompt
 
 
-class DataError(ValueError):
+class DataError(WhazzatError, ValueError):
     """A data file is missing or a record is malformed."""
 
 

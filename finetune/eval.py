@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.dedup import normalize_product
+from agent.errors import WhazzatError
 from agent.schemas import Recommendation
 from finetune.metrics import (
     TOP_K,
@@ -32,7 +33,7 @@ from finetune.metrics import (
 Predict = Callable[[list[str]], list[Recommendation]]
 
 
-class DataError(ValueError):
+class DataError(WhazzatError, ValueError):
     """The evaluation data cannot be read; the message is one line that names the file (and line)."""
 
 

@@ -18,13 +18,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from agent.errors import WhazzatError
+
 #: The base-model name that resolves to the embedded SmolLM2 (see :func:`finetune.modeling.resolve_base`).
 EMBEDDED_BASE = "embedded:smollm2-135m-instruct"
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 
 
-class RecipeError(ValueError):
+class RecipeError(WhazzatError, ValueError):
     """A recipe file or override is missing, malformed or invalid; the message says how to fix it."""
 
 

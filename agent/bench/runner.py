@@ -35,6 +35,7 @@ from agent.bench.figures import (
     QualityRun,
     speedups,
 )
+from agent.errors import WhazzatError
 from agent.schemas import Recommendation
 from agent.validation import validate_need
 
@@ -55,7 +56,7 @@ SKIPPABLE: tuple[str, ...] = ("load", "cli", "rss", "axesso", "decode")
 Say = Callable[[str], None]
 
 
-class BenchError(ValueError):
+class BenchError(WhazzatError, ValueError):
     """The bench cannot run as asked (bad needs file, quality without gold answers...)."""
 
 

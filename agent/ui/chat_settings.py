@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.config import AMAZON_DOMAINS, BACKENDS, MAX_PARAPHRASES, Backend, Domain, Settings
+from agent.errors import WhazzatError
 
 MAX_TOP_K = 30
 
@@ -70,7 +71,7 @@ class ChatPreferences(BaseModel):
             raise SettingsError(f"{field.replace('_', ' ')}: {first['msg']}") from error
 
 
-class SettingsError(ValueError):
+class SettingsError(WhazzatError, ValueError):
     """A value from the settings panel is out of range; the message names the field."""
 
 
