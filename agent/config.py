@@ -124,7 +124,8 @@ class Settings(BaseSettings):
         default=False, description="Ignore cached search results (fresh results still refresh the cache)."
     )
     cache_ttl_hours: float = Field(default=24.0, ge=0, description="How long a cached search stays fresh.")
-    search_concurrency: int = Field(default=4, ge=1, le=16, description="Product types searched at once.")
+    # As many as the product types kept (max_products), so a need waits for one API round trip, not two.
+    search_concurrency: int = Field(default=8, ge=1, le=16, description="Product types searched at once.")
     http_connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to open a connection.")
     http_read_timeout: float = Field(default=20.0, gt=0, description="Seconds to wait for a response.")
     http_max_attempts: int = Field(default=3, ge=1, le=10, description="Tries per call, the first included.")

@@ -193,7 +193,8 @@ def quantize_int8(model: Any) -> Any:
     """
     import torch
 
-    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    # In place: a copy would keep the fp32 and the int8 model alive together at the peak.
+    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 def load_llm(settings: Settings) -> HuggingFacePipeline:

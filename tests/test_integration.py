@@ -43,12 +43,14 @@ def test_dig_food_end_to_end(real_chain) -> None:  # noqa: ANN001
         assert url.scheme == "https" and url.netloc == "www.amazon.com" and url.query.startswith("k=")
 
 
-def test_batch_matches_invoke_on_the_real_model(real_chain) -> None:  # noqa: ANN001
-    """Greedy decoding: batching (with left padding) must not change the answer much. Product sets of
-    a need answered alone and in a batch overlap."""
+def test_batch_matches_invoke_on_the_real_model(embedded_home: Path) -> None:
+    """Greedy decoding in fp32: batching (with left padding) must not change the answer much. Product
+    sets of a need answered alone and in a batch overlap. (Dynamic int8 quantises activations per batch
+    tensor, so there batched and alone may legitimately differ; fp32 is the reference here.)"""
+    chain = build_chain(home=embedded_home, paraphrases=4, backend="links", quantize="none")
     needs = ["my back hurts after sitting all day", "gift for a dad who loves fishing"]
-    batched = real_chain.batch(needs)
-    alone = real_chain.invoke(needs[0])
+    batched = chain.batch(needs)
+    alone = chain.invoke(needs[0])
     assert [r.need for r in batched] == needs
     assert all(len(r.suggestions) >= 1 for r in batched)
     assert set(batched[0].products) & set(alone.products)
