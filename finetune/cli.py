@@ -7,6 +7,7 @@ one message on stderr and exits with code 2, without a traceback.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import shlex
 from pathlib import Path
@@ -69,6 +70,10 @@ def finetune(
     for label, path in (("train", parsed.data.train_file), ("eval", parsed.data.eval_file)):
         if path is not None and not Path(path).is_file():
             raise _fail(f"{label} data file not found: {path} (set data.{label}_file)")
+
+    missing = [name for name in ("trl", "datasets") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise _fail(f"training needs {', '.join(missing)}: pip install -e \".[finetune]\"")
 
     from finetune.dataset import DataError
     from finetune.train import train
