@@ -79,6 +79,8 @@ def bench_run(
         str(tiny[1]),
         "--n",
         "2",
+        "--batch-n",
+        "3",
         "--delay",
         "0.01",
         "--json",
@@ -108,6 +110,8 @@ def test_bench_prints_one_json_object_with_every_figure(bench_run) -> None:
     assert json.loads(out.read_text()) == data  # --out holds the same object
     assert result.skipped == [] and result.quality is None
     assert result.needs.count == 2 and result.needs.axesso_delay_s == 0.01
+    assert result.needs.batch_count == 3  # --batch-n: only whazzat's batch runs take the larger sample
+    assert "--batch-n 3" in result.command
     for figures in (result.baseline, result.whazzat):
         for name in PipelineFigures.model_fields:
             assert getattr(figures, name) is not None, name  # nothing skipped: every figure measured

@@ -66,6 +66,7 @@ def _command_line(given: dict[str, Any]) -> str:
         ("model", "--model"),
         ("adapter", "--adapter"),
         ("out", "--out"),
+        ("batch_n", "--batch-n"),
     ):
         if given.get(name) is not None:
             words += [flag, str(given[name])]
@@ -120,6 +121,15 @@ def bench(
         ),
     ] = None,
     n: Annotated[int, typer.Option("--n", min=1, help="Answer the first N needs of the file.")] = 30,
+    batch_n: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-n",
+            min=1,
+            help="Needs in Whazzat's batch-mode throughput runs (the first N of the file); default: --n. "
+            "The baseline has no batch mode, so --batch-n 100 costs no extra baseline answers.",
+        ),
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")
     ] = False,
@@ -212,6 +222,7 @@ def bench(
         options = BenchOptions(
             needs_file=needs,
             n=n,
+            batch_n=batch_n,
             delay_s=delay,
             overrides=overrides,
             quality=quality or bool(compare),

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: needs.batch_count (--batch-n)
 
 
 class _Strict(BaseModel):
@@ -108,7 +108,8 @@ class Hardware(_Strict):
 
 class NeedsInfo(_Strict):
     source: str
-    count: int
+    count: int  # answered one after another by both pipelines
+    batch_count: int  # answered in each of Whazzat's batch-mode runs (``--batch-n``)
     warmup: str
     axesso_delay_s: float
 
@@ -216,7 +217,8 @@ def print_table(result: BenchResult) -> None:
     console = Console()
     machine = result.machine
     console.print(
-        f"{result.needs.count} needs from {result.needs.source}, axesso delay {result.needs.axesso_delay_s:g} s; "
+        f"{result.needs.count} needs from {result.needs.source} ({result.needs.batch_count} in batch mode), "
+        f"axesso delay {result.needs.axesso_delay_s:g} s; "
         f"{machine.cpu_model}, {machine.logical_cores} cores, torch threads {machine.torch_threads}",
         highlight=False,
     )
