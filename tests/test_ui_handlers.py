@@ -9,6 +9,7 @@ import json
 import statistics
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -503,6 +504,24 @@ def test_ui_command_runs_chainlit_in_process(monkeypatch: pytest.MonkeyPatch) ->
     assert calls[0]["args"] == ["run", str(cli.APP_PATH), "--host", "127.0.0.1", "--port", "8123", "--headless"]
     assert os.environ["CHAINLIT_APP_ROOT"] == str(cli.APP_ROOT)
     assert (cli.APP_ROOT / "chainlit.md").is_file() and cli.APP_PATH.is_file()
+
+
+def test_an_install_without_a_checkout_gets_the_ui_files_under_its_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from agent.ui import cli
+
+    checkout = cli.APP_ROOT
+    assert cli.app_root(tmp_path / "home") == checkout  # a source checkout serves its own files
+    monkeypatch.setattr(cli, "APP_ROOT", tmp_path / "site-packages")  # no chainlit.md, no .chainlit
+    root = cli.app_root(tmp_path / "home")
+    assert root == tmp_path / "home" / "ui"
+    assert (root / "chainlit.md").read_bytes() == (checkout / "chainlit.md").read_bytes()
+    config = root / ".chainlit" / "config.toml"
+    assert config.read_bytes() == (checkout / ".chainlit" / "config.toml").read_bytes()
+    config.write_text("# edited by the user\n", encoding="utf-8")
+    cli.app_root(tmp_path / "home")
+    assert config.read_text(encoding="utf-8") == "# edited by the user\n"  # never overwritten
 
 
 def test_committed_chainlit_config_keeps_safe_defaults() -> None:

@@ -12,6 +12,7 @@ Before registration (or to run the UI alone): ``python -m agent.ui.cli --port 80
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -19,8 +20,30 @@ import typer
 
 #: The Chainlit app module that ``chainlit run`` loads.
 APP_PATH = Path(__file__).resolve().parent / "app.py"
-#: Where ``chainlit.md`` (the welcome page) and ``.chainlit/config.toml`` (safe defaults) live.
+#: Where ``chainlit.md`` (the welcome page) and ``.chainlit/config.toml`` (safe defaults) live in a
+#: source checkout.
 APP_ROOT = Path(__file__).resolve().parents[2]
+#: The same two files as package data (links to the checkout's, copied into wheels), for installs
+#: without a checkout.
+PACKAGED_APP_FILES = Path(__file__).resolve().parent / "app_files"
+
+
+def app_root(home: Path) -> Path:
+    """The Chainlit app root: the source checkout when there is one, else ``home/ui``.
+
+    Chainlit writes next to its config (translations, uploaded files), so an installed package gets a
+    writable copy under ``WHAZZAT_HOME`` rather than its site-packages directory. The config is copied
+    only when missing: edits made there are kept.
+    """
+    if (APP_ROOT / ".chainlit" / "config.toml").is_file() and (APP_ROOT / "chainlit.md").is_file():
+        return APP_ROOT
+    root = home / "ui"
+    (root / ".chainlit").mkdir(parents=True, exist_ok=True)
+    copies = {"chainlit.md": root / "chainlit.md", "config.toml": root / ".chainlit" / "config.toml"}
+    for source, target in copies.items():
+        if not target.is_file():
+            shutil.copyfile(PACKAGED_APP_FILES / source, target)
+    return root
 
 
 def ui(
@@ -36,12 +59,16 @@ def ui(
       whazzat ui --port 8080 --headless
     Optional password login: set CHAINLIT_AUTH_SECRET and WHAZZAT_UI_PASSWORD (see .chainlit/config.toml).
     """
-    config = APP_ROOT / ".chainlit" / "config.toml"
-    if not config.is_file():
-        typer.echo(f"Error: the UI settings are missing ({config}); run from a Whazzat source checkout.", err=True)
-        raise typer.Exit(2)
+    from agent.config import get_settings
+    from agent.errors import WhazzatError
+
+    try:
+        root = app_root(get_settings().home_dir)
+    except (OSError, WhazzatError) as error:
+        typer.echo(f"Error: cannot set up the UI files under WHAZZAT_HOME: {error}", err=True)
+        raise typer.Exit(2) from None
     # Chainlit reads its config, the welcome page and the translations from its app root, at import.
-    os.environ["CHAINLIT_APP_ROOT"] = str(APP_ROOT)
+    os.environ["CHAINLIT_APP_ROOT"] = str(root)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from chainlit.cli import cli as chainlit_cli  # heavy: only when the server starts
