@@ -442,6 +442,22 @@ def test_bad_options_fail_with_one_line(args: list[str], message: str) -> None:
     assert message in result.output
 
 
+def test_a_failed_child_process_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.bench import probes, runner
+
+    def child_fails(options, say):  # what a crashed probe child makes the runner raise
+        return probes._checked(
+            probes.ProcessRun(returncode=1, stdout="", stderr="MemoryError", wall_s=0.1, peak_rss_mb=None),
+            "loading the whazzat model",
+        )
+
+    monkeypatch.setattr(runner, "run_bench", child_fails)
+    result = CliRunner().invoke(_app(), ["--n", "1"])
+    assert result.exit_code == 2
+    assert "loading the whazzat model failed (exit 1): MemoryError" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_the_command_module_imports_no_torch() -> None:
     code = "import sys, agent.bench.cli; sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

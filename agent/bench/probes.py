@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from agent.errors import WhazzatError
+
 Pipeline = Literal["whazzat", "baseline"]
 
 #: What a CLI that imports its heavy libraries at module level pays before printing ``--help``: the
@@ -53,7 +55,7 @@ class ProcessRun(BaseModel):
     peak_rss_mb: float | None
 
 
-class ProbeError(RuntimeError):
+class ProbeError(WhazzatError, RuntimeError):
     """A child process failed; the message carries the end of its stderr."""
 
 
