@@ -172,20 +172,7 @@ def test_percentiles_interpolate_like_numpy() -> None:
 
 
 def _figures(**values: object) -> PipelineFigures:
-    base = {
-        "latency_links": Latency.of([1.0]),
-        "latency_axesso": None,
-        "axesso_calls": None,
-        "needs_per_s_links": 1.0,
-        "needs_per_s_axesso": None,
-        "decode": None,
-        "load_cold_s": None,
-        "load_warm_s": None,
-        "cli_help_s": None,
-        "peak_rss_ask_mb": None,
-        "products_per_need": 1.0,
-        "products": {},
-    }
+    base = {"latency_links": Latency.of([1.0]), "needs_per_s_links": 1.0, "products_per_need": 1.0, "products": {}}
     return PipelineFigures(**{**base, **values})
 
 

@@ -60,30 +60,37 @@ class Decode(_Strict):
 
 
 class PipelineFigures(_Strict):
-    """One pipeline's figures (baseline or whazzat)."""
+    """One pipeline's figures (baseline or whazzat). ``None``: not measured (``--skip``)."""
 
     latency_links: Latency
-    latency_axesso: Latency | None = Field(description="Against the local server with the injected delay.")
-    axesso_calls: int | None = Field(
-        description="HTTP calls the local server answered in the axesso latency run."
-    )
     needs_per_s_links: float = Field(
         description="Batch mode: whazzat answers all needs in one chain.batch; the baseline has no batch "
         "mode, so it is its latency run's needs over that run's wall time (one after another)."
     )
-    needs_per_s_axesso: float | None
-    decode: Decode | None
-    load_cold_s: float | None = Field(
-        description="Fresh process, empty WHAZZAT_HOME (the embedded model "
-        "converts from GGUF); the load call alone, imports excluded."
-    )
-    load_warm_s: float | None = Field(description="Fresh process, converted safetensors cache present.")
-    cli_help_s: float | None = Field(
-        description="Best wall time (of 3 by default) of a fresh process printing --help."
-    )
-    peak_rss_ask_mb: float | None = Field(description="Peak RSS of a fresh process answering one need.")
     products_per_need: float = Field(description="Mean product types per need in the links latency run.")
     products: dict[str, list[str]] = Field(description="Product types per need in the links latency run.")
+    latency_axesso: Latency | None = Field(
+        default=None, description="Against the local server with the injected delay."
+    )
+    axesso_calls: int | None = Field(
+        default=None, description="HTTP calls the local server answered in the axesso latency run."
+    )
+    needs_per_s_axesso: float | None = None
+    decode: Decode | None = None
+    load_cold_s: float | None = Field(
+        default=None,
+        description="Fresh process, empty WHAZZAT_HOME (the embedded model "
+        "converts from GGUF); the load call alone, imports excluded.",
+    )
+    load_warm_s: float | None = Field(
+        default=None, description="Fresh process, converted safetensors cache present."
+    )
+    cli_help_s: float | None = Field(
+        default=None, description="Best wall time (of 3 by default) of a fresh process printing --help."
+    )
+    peak_rss_ask_mb: float | None = Field(
+        default=None, description="Peak RSS of a fresh process answering one need."
+    )
 
 
 class Machine(_Strict):

@@ -172,19 +172,10 @@ def _convert_in_a_child(settings: Settings, overrides: dict[str, Any], say: Say)
 
 
 class _Figures:
-    """Figures gathered for one pipeline so far (the runner fills it phase by phase)."""
+    """Figures gathered for one pipeline so far (the runner fills it phase by phase; the rest stay None)."""
 
     def __init__(self) -> None:
-        self.values: dict[str, Any] = {
-            "latency_axesso": None,
-            "axesso_calls": None,
-            "needs_per_s_axesso": None,
-            "decode": None,
-            "load_cold_s": None,
-            "load_warm_s": None,
-            "cli_help_s": None,
-            "peak_rss_ask_mb": None,
-        }
+        self.values: dict[str, Any] = {}
 
     def build(self) -> PipelineFigures:
         return PipelineFigures(**self.values)
