@@ -74,6 +74,10 @@ def eval_command(
         "no_adapter": settings.no_adapter,
         "paraphrases": settings.paraphrases,
         "batch_size": settings.batch_size,
+        # The levers that change answers, so a saved --json result says what produced it.
+        "quantize": settings.quantize,
+        "rewrite_strategy": settings.rewrite_strategy,
+        "fewshot_k": settings.fewshot_k,
     }
     with _progress(len(items)) as advance:
         result = evaluate(

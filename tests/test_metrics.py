@@ -196,6 +196,7 @@ def test_cli_json_is_exactly_one_object(tmp_path: Path, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(agent.chain, "build_chain", lambda settings: FakeChain())
     monkeypatch.setattr("agent.embeddings.embed", one_hot_embed)
+    monkeypatch.setenv("WHAZZAT_QUANTIZE", "none")
     data = tmp_path / "data.jsonl"
     data.write_text(
         "".join(json.dumps({"need": n, "products": ["wok"], "area": "x"}) + "\n" for n in ANSWERS)
@@ -207,9 +208,43 @@ def test_cli_json_is_exactly_one_object(tmp_path: Path, monkeypatch: pytest.Monk
     report = json.loads(result.stdout)
     assert report["summary"]["needs"] == 2
     assert report["settings"]["paraphrases"] == 0
+    assert report["settings"]["quantize"] == "none"  # the result says which weights produced it
     assert report["summary"]["hit_at_5"] == 0.5
 
 
 def test_importing_the_cli_module_does_not_import_torch() -> None:
     code = "import sys, finetune.eval_cli; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO).returncode == 0
+
+
+def test_saved_eval_results_become_the_model_cards_table(tmp_path: Path) -> None:
+    from finetune.card_eval import main
+    from finetune.model_card import EVAL_END, EVAL_START
+
+    items = [EvalItem(need="need a", products=["wok", "rice cooker"]), EvalItem(need="need b", products=["wok"])]
+    saved = []
+    for paraphrases, quantize in ((0, "int8"), (4, "none")):
+        result = evaluate(items, fake_predict, batch_size=2, embed=one_hot_embed, data="gold.jsonl",
+                          settings={"paraphrases": paraphrases, "quantize": quantize, "fewshot_k": 0})
+        saved.append(tmp_path / f"p{paraphrases}.json")
+        saved[-1].write_text(result.model_dump_json(), encoding="utf-8")
+    card = tmp_path / "README.md"
+    card.write_text(f"# card\n{EVAL_START}\nold figures\n{EVAL_END}\n## Use\n", encoding="utf-8")
+    main([str(tmp_path), *map(str, saved), "--note", "Saw 2 epochs."])
+    text = card.read_text(encoding="utf-8")
+    assert "old figures" not in text and text.endswith("## Use\n")
+    rows = [line for line in text.splitlines() if line.startswith("| `gold.jsonl`")]
+    assert rows == [
+        "| `gold.jsonl` (2) | 0 | int8 dynamic | 0 | 0.50 | 0.500 | 0.250 | 0.250 | 0.00 |",
+        "| `gold.jsonl` (2) | 4 | fp32 | 0 | 0.50 | 0.500 | 0.250 | 0.250 | 0.00 |",
+    ]
+    assert "Saw 2 epochs." in text
+
+
+def test_card_eval_rejects_a_file_that_is_no_eval_result(tmp_path: Path) -> None:
+    from finetune.card_eval import main
+
+    bad = tmp_path / "bench.json"
+    bad.write_text('{"schema_version": 2}', encoding="utf-8")
+    with pytest.raises(SystemExit, match="not a saved `whazzat eval --json` result"):
+        main([str(tmp_path), str(bad)])
