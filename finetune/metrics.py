@@ -36,7 +36,8 @@ Embed = Callable[[Sequence[str]], "np.ndarray"]
 class NeedScore(BaseModel):
     """The score of one need."""
 
-    model_config = ConfigDict(extra="forbid")
+    # "ignore", not "forbid": a saved result carries the computed hit/precision/recall, and must load back.
+    model_config = ConfigDict(extra="ignore")
 
     need: str
     gold: list[str]

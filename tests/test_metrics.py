@@ -160,6 +160,7 @@ def test_evaluate_scores_every_need_and_isolates_failures() -> None:
     assert c.predicted == ["lantern", "tent", "sleeping bag", "camp stove", "headlamp"]  # top 5 by votes
     assert c.distinct_types == 6
     assert result.summary.valid_output_rate == 0.5
+    assert type(result).model_validate_json(result.model_dump_json()) == result  # a saved result loads back
 
 
 def test_load_items_errors_name_the_file_and_line(tmp_path: Path) -> None:
