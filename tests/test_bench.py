@@ -226,6 +226,22 @@ def test_decode_rate_is_measured_against_a_positive_bound(tiny: tuple[Path, Path
     assert figures.bound_tokens_per_s == pytest.approx(10e9 / figures.weight_bytes_per_token, rel=1e-3)
 
 
+@pytest.mark.parametrize("lever", ["int8", "int8-static-cache", "bf16"])
+def test_each_decode_lever_reports_its_rate_against_its_own_bound(tiny: tuple[Path, Path], lever: str) -> None:
+    from agent.bench.decode_levers import LEVERS, measure
+
+    row = measure(lever, 10.0, 4, model=str(tiny[0]), adapter=str(tiny[1]))
+    assert row["lever"] == lever and row["what"] == LEVERS[lever][1]
+    assert row["tokens_per_s"] > 0 and row["fraction_of_bound"] > 0
+    assert row["bound_tokens_per_s"] == round(10.0e9 / row["weight_bytes_per_token"], 2)
+    if lever == "int8":  # the step split: every linear layer counted, the step no faster than its parts
+        assert row["linear_layers"] == 2 * 7 + 1  # 2 layers of q, k, v, o, gate, up, down, and lm_head
+        assert 0 < row["linear_layers_ms"] and 0 < row["step_ms"]
+    if lever == "bf16":  # half of fp32's weight bytes
+        fp32 = measure("fp32", 10.0, 4, model=str(tiny[0]), adapter=str(tiny[1]))
+        assert row["weight_bytes_per_token"] * 2 == fp32["weight_bytes_per_token"]
+
+
 def test_a_child_reports_its_own_peak_rss_not_the_parents() -> None:
     from agent.bench.probes import run_measured
 

@@ -1,0 +1,126 @@
+"""Batch-1 decode rate of the embedded model under each decode lever, against the bandwidth bound.
+
+    python -m agent.bench.decode_levers                      # every lever, a JSON line each
+    python -m agent.bench.decode_levers --lever int8 --lever int8-static-cache
+
+``whazzat bench`` measures the default settings; this measures the levers the speed issue lists (static
+KV cache, ``torch.compile``, quantised engines, bf16), one fresh model per lever, so each can be kept or
+dropped on a figure. It also splits one decode step into its int8 linear layers and the rest, which says
+how much any lever outside the matrix products could win. Run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+#: name -> (quantize setting, what to do to the loaded model)
+LEVERS: dict[str, tuple[str, str]] = {
+    "int8": ("int8", "the default: dynamic int8 linear layers, dynamic KV cache, eager"),
+    "int8-static-cache": ("int8", "a preallocated (static) KV cache instead of concatenating"),
+    "int8-static-cache-compile": ("int8", "static KV cache and torch.compile of the forward pass"),
+    "int8-onednn": ("int8", "the onednn quantised engine instead of x86/fbgemm"),
+    "fp32": ("none", "no quantisation"),
+    "bf16": ("none", "bf16 weights (AVX512-BF16 where the CPU has it)"),
+}
+
+
+def _prepare(lever: str, model: Any) -> Any:
+    import torch
+
+    if lever == "bf16":
+        model = model.to(torch.bfloat16)
+    if "static-cache" in lever:
+        model.generation_config.cache_implementation = "static"
+    if lever.endswith("compile"):
+        model.forward = torch.compile(model.forward, dynamic=False)
+    return model
+
+
+def step_split_ms(model: Any, tokenizer: Any, steps: int = 32) -> dict[str, float]:
+    """Milliseconds of one decode step (batch 1, cached), and of its linear layers called alone."""
+    import torch
+    from transformers import DynamicCache
+
+    ids = tokenizer("a gift for a dad who loves fishing", return_tensors="pt").input_ids
+    with torch.inference_mode():
+        cache = DynamicCache(config=model.config)
+        token = model(input_ids=ids, cache=cache).logits[:, -1:].argmax(-1)
+        started = time.perf_counter()
+        for _ in range(steps):
+            token = model(input_ids=token, cache=cache).logits[:, -1:].argmax(-1)
+        step = (time.perf_counter() - started) / steps
+        linears = [m for m in model.modules() if hasattr(m, "in_features") and hasattr(m, "out_features")]
+        inputs = {m.in_features: torch.randn(1, 1, m.in_features) for m in linears}
+        started = time.perf_counter()
+        for _ in range(steps):
+            for module in linears:
+                module(inputs[module.in_features])
+        linear = (time.perf_counter() - started) / steps
+    return {"step_ms": round(step * 1e3, 2), "linear_layers_ms": round(linear * 1e3, 2),
+            "linear_layers": len(linears)}
+
+
+def measure(lever: str, bandwidth_gb_s: float, new_tokens: int, **overrides: Any) -> dict[str, Any]:
+    """One lever on a freshly loaded model: load, prepare, decode rate, and the step split for int8.
+
+    ``overrides`` are settings (``model=``, ``adapter=``): the embedded default when there are none.
+    """
+    import torch
+
+    from agent.bench.hardware import decode_tokens_per_s, weight_bytes_per_token
+    from agent.config import get_settings
+    from agent.llm import load_model_and_tokenizer
+
+    quantize, what = LEVERS[lever]
+    engine, threads = torch.backends.quantized.engine, torch.get_num_threads()
+    if lever == "int8-onednn":
+        torch.backends.quantized.engine = "onednn"
+    try:
+        settings = get_settings(**{**overrides, "quantize": quantize})
+        torch.set_num_threads(settings.torch_threads or torch.get_num_threads())
+        model, tokenizer = load_model_and_tokenizer(settings)
+        started = time.perf_counter()
+        model = _prepare(lever, model)
+        rate = decode_tokens_per_s(model, tokenizer, new_tokens)  # its warm-up run triggers a compile
+        prepare_and_measure_s = time.perf_counter() - started
+        per_token = weight_bytes_per_token(model)
+        bound = bandwidth_gb_s * 1e9 / per_token
+        row: dict[str, Any] = {
+            "lever": lever,
+            "what": what,
+            "tokens_per_s": round(rate, 2),
+            "weight_bytes_per_token": per_token,
+            "bound_tokens_per_s": round(bound, 2),
+            "fraction_of_bound": round(rate / bound, 4),
+            "prepare_and_measure_s": round(prepare_and_measure_s, 1),
+            "torch_threads": torch.get_num_threads(),
+        }
+        if lever == "int8":
+            row.update(step_split_ms(model, tokenizer))
+        return row
+    finally:  # leave the process as it was (the bench and the tests measure more after this)
+        torch.backends.quantized.engine = engine
+        torch.set_num_threads(threads)
+
+
+def main(argv: list[str] | None = None, write: Callable[[str], Any] = sys.stdout.write) -> None:
+    parser = argparse.ArgumentParser(description="Batch-1 decode rate of the embedded model per lever.")
+    parser.add_argument("--lever", action="append", choices=sorted(LEVERS), help="Repeatable; default: all.")
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--bandwidth-mb", type=int, default=512)
+    args = parser.parse_args(argv)
+    from agent.bench.hardware import measure_bandwidth
+
+    bandwidth = measure_bandwidth(args.bandwidth_mb)
+    write(json.dumps({"bandwidth_gb_s": round(bandwidth, 2)}) + "\n")
+    for lever in args.lever or list(LEVERS):
+        write(json.dumps(measure(lever, bandwidth, args.new_tokens)) + "\n")
+
+
+if __name__ == "__main__":
+    main()
