@@ -176,8 +176,11 @@ def load_model_and_tokenizer(settings: Settings) -> tuple[Any, Any]:
         if not settings.load_in_4bit:
             model = model.merge_and_unload()
     model.eval()
-    if settings.quantize == "int8" and not settings.load_in_4bit and model.device.type == "cpu":
-        model = quantize_int8(model)
+    if not settings.load_in_4bit and model.device.type == "cpu":
+        if settings.quantize == "int8":
+            model = quantize_int8(model)
+        elif settings.quantize == "bf16":  # weights and activations in bf16: no per-batch activation scale
+            model = model.to(torch.bfloat16)
     # Batched generation with a decoder-only model needs left padding and a pad token.
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
