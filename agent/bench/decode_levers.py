@@ -18,22 +18,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-#: name -> (quantize setting, what to do to the loaded model)
+#: name -> (quantize setting, what the lever is)
 LEVERS: dict[str, tuple[str, str]] = {
     "int8": ("int8", "the default: dynamic int8 linear layers, dynamic KV cache, eager"),
     "int8-static-cache": ("int8", "a preallocated (static) KV cache instead of concatenating"),
     "int8-static-cache-compile": ("int8", "static KV cache and torch.compile of the forward pass"),
     "int8-onednn": ("int8", "the onednn quantised engine instead of x86/fbgemm"),
     "fp32": ("none", "no quantisation"),
-    "bf16": ("none", "bf16 weights (AVX512-BF16 where the CPU has it)"),
+    "bf16": ("bf16", "bf16 weights (AVX512-BF16 where the CPU has it)"),
 }
 
 
 def _prepare(lever: str, model: Any) -> Any:
     import torch
 
-    if lever == "bf16":
-        model = model.to(torch.bfloat16)
     if "static-cache" in lever:
         model.generation_config.cache_implementation = "static"
     if lever.endswith("compile"):
