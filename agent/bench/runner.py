@@ -395,11 +395,13 @@ def run_bench(options: BenchOptions, say: Say = lambda message: None) -> BenchRe
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     started = time.perf_counter()
     source = options.needs_file or DEFAULT_NEEDS
-    items = load_needs(source, options.n)
-    needs = [item.need for item in items]
     # The baseline has no batch mode (its needs/s is its one-after-another rate), so only Whazzat's batch
     # runs take the larger sample: throughput over 100 needs costs no 100 slow baseline answers.
-    batch_needs = [item.need for item in load_needs(source, options.batch_n)] if options.batch_n else needs
+    batch_n = options.batch_n or options.n
+    loaded = load_needs(source, max(options.n, batch_n))
+    items = loaded[: options.n]
+    needs = [item.need for item in items]
+    batch_needs = [item.need for item in loaded[:batch_n]]
     settings = get_settings(**options.overrides)
     _convert_in_a_child(settings, options.overrides, say)
     base, adapter = resolve_model(settings)
