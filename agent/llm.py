@@ -177,27 +177,14 @@ def load_model_and_tokenizer(settings: Settings) -> tuple[Any, Any]:
             model = model.merge_and_unload()
     model.eval()
     if not settings.load_in_4bit and model.device.type == "cpu":
-        if settings.quantize == "int8":
-            model = quantize_int8(model)
-        elif settings.quantize == "bf16":  # weights and activations in bf16: no per-batch activation scale
-            model = model.to(torch.bfloat16)
+        from agent.quantize import quantize_for_cpu
+
+        model = quantize_for_cpu(model, settings.quantize)
     # Batched generation with a decoder-only model needs left padding and a pad token.
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
-
-
-def quantize_int8(model: Any) -> Any:
-    """Dynamic int8 quantisation of every linear layer (weights int8, activations quantised on the fly).
-
-    Decoding a small model on the CPU is bound by reading the weights once per token; int8 weights are a
-    quarter of fp32's bytes. Applied to CPU models only (a 4-bit or GPU model is left as it is).
-    """
-    import torch
-
-    # In place: a copy would keep the fp32 and the int8 model alive together at the peak.
-    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 def load_llm(settings: Settings) -> HuggingFacePipeline:

@@ -24,7 +24,7 @@ from finetune.model_card import write_eval_section
 TARGET_HIT_AT_5 = 0.85
 TARGET_PRECISION_AT_5 = 0.5
 
-_WEIGHTS = {"int8": "int8 dynamic", "none": "fp32"}
+_WEIGHTS = {"int8": "int8", "int8-dynamic": "int8 dynamic", "none": "fp32"}
 
 
 class SavedEval(BaseModel):

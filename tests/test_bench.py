@@ -226,7 +226,7 @@ def test_decode_rate_is_measured_against_a_positive_bound(tiny: tuple[Path, Path
     assert figures.bound_tokens_per_s == pytest.approx(10e9 / figures.weight_bytes_per_token, rel=1e-3)
 
 
-@pytest.mark.parametrize("lever", ["int8", "int8-static-cache", "bf16"])
+@pytest.mark.parametrize("lever", ["int8", "int8-dynamic", "int8-static-cache", "bf16"])
 def test_each_decode_lever_reports_its_rate_against_its_own_bound(tiny: tuple[Path, Path], lever: str) -> None:
     from agent.bench.decode_levers import LEVERS, measure
 

@@ -224,7 +224,7 @@ def test_saved_eval_results_become_the_model_cards_table(tmp_path: Path) -> None
 
     items = [EvalItem(need="need a", products=["wok", "rice cooker"]), EvalItem(need="need b", products=["wok"])]
     saved = []
-    for paraphrases, quantize in ((0, "int8"), (4, "none")):
+    for paraphrases, quantize in ((0, "int8-dynamic"), (4, "none")):
         result = evaluate(items, fake_predict, batch_size=2, embed=one_hot_embed, data="gold.jsonl",
                           settings={"paraphrases": paraphrases, "quantize": quantize, "fewshot_k": 0})
         saved.append(tmp_path / f"p{paraphrases}.json")

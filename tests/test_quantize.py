@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.tiny_models import make_tiny_llama
 
@@ -14,17 +15,22 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_llama(tmp_path_factory.mktemp("quantize"))
 
 
-@pytest.mark.parametrize("quantize", ["none", "int8", "bf16"])
+@pytest.mark.parametrize("quantize", ["none", "int8", "int8-dynamic", "bf16"])
 def test_each_quantize_setting_loads_a_model_that_generates(tiny_model: Path, quantize: str) -> None:
     import torch
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
     from agent.config import get_settings
     from agent.llm import load_model_and_tokenizer
+    from agent.quantize import WeightOnlyInt8Linear
 
     model, tokenizer = load_model_and_tokenizer(get_settings(model=str(tiny_model), quantize=quantize))
     layer = model.model.layers[0].mlp.down_proj
-    if quantize == "int8":
+    if quantize == "int8":  # weight-only where inputs have outlier channels, dynamic everywhere else
+        assert isinstance(layer, WeightOnlyInt8Linear)
+        assert isinstance(model.model.layers[0].mlp.up_proj, DynamicInt8Linear)
+        assert isinstance(model.lm_head, DynamicInt8Linear)
+    elif quantize == "int8-dynamic":
         assert isinstance(layer, DynamicInt8Linear)
     else:
         assert isinstance(layer, torch.nn.Linear) and not isinstance(layer, DynamicInt8Linear)
@@ -41,3 +47,57 @@ def test_an_unknown_quantize_value_is_refused() -> None:
 
     with pytest.raises((WhazzatError, ValueError), match="quantize"):
         get_settings(quantize="int4")
+
+
+def _linear_and_outlier_inputs(bias: bool) -> tuple[torch.nn.Linear, torch.Tensor]:
+    """A random linear layer, and inputs where two channels are 100x the rest (as in down_proj's)."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(256, 96, bias=bias)
+    inputs = torch.randn(2, 5, 256)
+    inputs[..., 3] *= 100
+    inputs[..., 77] *= 100
+    return linear, inputs
+
+
+def _relative_error(outputs: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((outputs - reference).norm() / reference.norm())
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_weight_only_int8_stays_close_to_fp32_where_dynamic_int8_does_not(bias: bool) -> None:
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+    from agent.quantize import WeightOnlyInt8Linear
+
+    linear, inputs = _linear_and_outlier_inputs(bias)
+    with torch.inference_mode():
+        reference = linear(inputs)
+        weight_only = WeightOnlyInt8Linear.from_linear(linear)(inputs)
+        linear.qconfig = torch.ao.quantization.default_dynamic_qconfig
+        dynamic = DynamicInt8Linear.from_float(linear)(inputs)
+    assert weight_only.shape == reference.shape and weight_only.dtype == torch.float32
+    assert _relative_error(weight_only, reference) < 0.02
+    # The reason the int8 setting mixes kernels: one input scale per tensor loses the small channels.
+    assert _relative_error(dynamic, reference) > 5 * _relative_error(weight_only, reference)
+
+
+def test_weight_only_int8_counts_one_byte_per_weight_plus_scales_and_bias() -> None:
+    from agent.bench.hardware import weight_bytes_per_token
+    from agent.quantize import WeightOnlyInt8Linear
+
+    linear, _ = _linear_and_outlier_inputs(bias=True)
+    layer = WeightOnlyInt8Linear.from_linear(linear)
+    assert layer.weight_int8.dtype == torch.int8
+    assert layer.weight_bytes() == 96 * 256 + 96 * 2 + 96 * 4  # int8 weights, bf16 scales, fp32 bias
+    assert weight_bytes_per_token(torch.nn.Sequential(layer)) == layer.weight_bytes()
+
+
+def test_int8_quantizes_only_the_named_layers_weight_only(tiny_model: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from agent.quantize import WeightOnlyInt8Linear, quantize_int8
+
+    model = quantize_int8(AutoModelForCausalLM.from_pretrained(tiny_model), weight_only=("self_attn.o_proj",))
+    weight_only = {name for name, module in model.named_modules() if isinstance(module, WeightOnlyInt8Linear)}
+    assert weight_only == {f"model.layers.{i}.self_attn.o_proj" for i in range(len(model.model.layers))}
+    assert not any(isinstance(module, torch.nn.Linear) for module in model.modules())  # the rest: dynamic

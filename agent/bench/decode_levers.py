@@ -20,7 +20,8 @@ from typing import Any
 
 #: name -> (quantize setting, what the lever is)
 LEVERS: dict[str, tuple[str, str]] = {
-    "int8": ("int8", "the default: dynamic int8 linear layers, dynamic KV cache, eager"),
+    "int8": ("int8", "the default: int8 linear layers (weight-only in the MLP down projections), eager"),
+    "int8-dynamic": ("int8-dynamic", "every linear layer dynamic int8 (inputs quantised on the fly)"),
     "int8-static-cache": ("int8", "a preallocated (static) KV cache instead of concatenating"),
     "int8-static-cache-compile": ("int8", "static KV cache and torch.compile of the forward pass"),
     "int8-onednn": ("int8", "the onednn quantised engine instead of x86/fbgemm"),

@@ -56,12 +56,18 @@ def _is_int8_linear(module: Any) -> bool:
     return isinstance(module, DynamicInt8Linear)
 
 
+def _is_weight_only_int8_linear(module: Any) -> bool:
+    from agent.quantize import WeightOnlyInt8Linear
+
+    return isinstance(module, WeightOnlyInt8Linear)
+
+
 def weight_bytes_per_token(model: Any) -> int:
     """Bytes of weights one generated token reads: every parameter the forward pass uses, once.
 
     Embedding tables are left out (a token reads one row), except the output projection (``lm_head``),
-    which reads all of it, also when tied to the input embedding. Dynamic int8 linear layers hold packed
-    weights rather than parameters: 1 byte per weight plus their float bias. A PeftModel's LoRA matrices
+    which reads all of it, also when tied to the input embedding. int8 linear layers hold packed weights
+    or buffers rather than parameters: 1 byte per weight plus their scales and bias. A PeftModel's LoRA matrices
     count too: an unmerged adapter is read on every token.
     """
     import torch
@@ -70,6 +76,9 @@ def weight_bytes_per_token(model: Any) -> int:
     total = 0
     for module in model.modules():
         if isinstance(module, torch.nn.Embedding):
+            continue
+        if _is_weight_only_int8_linear(module):  # buffers, not parameters: counted by the layer itself
+            total += module.weight_bytes()
             continue
         if _is_int8_linear(module):
             weight, bias = module.weight(), module.bias()
