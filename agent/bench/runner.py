@@ -256,11 +256,12 @@ def _quality(options: BenchOptions, settings: Settings, items: list[NeedItem], l
 def _hardware(options: BenchOptions, say: Say) -> Hardware | None:
     if "decode" in options.skip:
         return None
+    from agent.bench.hardware import BANDWIDTH_METHOD, BANDWIDTH_REPEATS
+
     say(f"memory bandwidth ({options.bandwidth_mb} MB copies, in a child process)")
     return Hardware(
         bandwidth_gb_s=round(_bandwidth_gb_s(options.bandwidth_mb), 2),
-        bandwidth_method=f"numpy copy of a {options.bandwidth_mb} MB array, best of 3, "
-        "bytes read + written / time (STREAM copy)",
+        bandwidth_method=BANDWIDTH_METHOD.format(mb=options.bandwidth_mb, repeats=BANDWIDTH_REPEATS),
     )
 
 
