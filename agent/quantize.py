@@ -25,6 +25,9 @@ from agent.config import Quantize
 
 #: Linear layers (by name suffix) whose inputs have outlier channels: weight-only int8 under ``int8``.
 OUTLIER_INPUT_LINEARS = ("mlp.down_proj",)
+#: ``aten::_weight_int8pack_mm`` on the CPU needs an input width that is a multiple of this: with torch
+#: 2.13, width 24 or 65 crashed the process and width 8 gave wrong results. Other layers stay dynamic.
+WEIGHT_ONLY_WIDTH_MULTIPLE = 16
 
 
 class WeightOnlyInt8Linear(torch.nn.Module):
@@ -41,6 +44,11 @@ class WeightOnlyInt8Linear(torch.nn.Module):
     @classmethod
     def from_linear(cls, linear: torch.nn.Linear) -> WeightOnlyInt8Linear:
         """Symmetric per-row quantisation of ``linear``'s weights: ``weight ~ weight_int8 * scale``."""
+        if linear.in_features % WEIGHT_ONLY_WIDTH_MULTIPLE:
+            raise ValueError(
+                f"weight-only int8 needs in_features to be a multiple of {WEIGHT_ONLY_WIDTH_MULTIPLE}, "
+                f"got {linear.in_features}"
+            )
         weight = linear.weight.detach().float()
         scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
         weight_int8 = (weight / scales[:, None]).round().clamp(-127, 127).to(torch.int8)
@@ -69,11 +77,16 @@ def quantize_int8_dynamic(model: Any) -> Any:
 
 
 def quantize_int8(model: Any, weight_only: tuple[str, ...] = OUTLIER_INPUT_LINEARS) -> Any:
-    """int8 weights everywhere: weight-only for the layers named in ``weight_only``, dynamic elsewhere."""
+    """int8 weights everywhere: weight-only for the layers named in ``weight_only`` (where the kernel
+    takes their width), dynamic elsewhere."""
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             full_name = f"{name}.{child_name}" if name else child_name
-            if isinstance(child, torch.nn.Linear) and full_name.endswith(weight_only):
+            if (
+                isinstance(child, torch.nn.Linear)
+                and full_name.endswith(weight_only)
+                and child.in_features % WEIGHT_ONLY_WIDTH_MULTIPLE == 0
+            ):
                 setattr(module, child_name, WeightOnlyInt8Linear.from_linear(child))
     return quantize_int8_dynamic(model)  # only plain nn.Linear layers are left to quantise
 

@@ -101,3 +101,17 @@ def test_int8_quantizes_only_the_named_layers_weight_only(tiny_model: Path) -> N
     weight_only = {name for name, module in model.named_modules() if isinstance(module, WeightOnlyInt8Linear)}
     assert weight_only == {f"model.layers.{i}.self_attn.o_proj" for i in range(len(model.model.layers))}
     assert not any(isinstance(module, torch.nn.Linear) for module in model.modules())  # the rest: dynamic
+
+
+def test_a_width_the_int8_kernel_cannot_take_stays_dynamic_instead_of_crashing() -> None:
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+    from agent.quantize import WeightOnlyInt8Linear, quantize_int8
+
+    # Width 24 crashed the whole process inside aten::_weight_int8pack_mm (torch 2.13).
+    with pytest.raises(ValueError, match="multiple of 16"):
+        WeightOnlyInt8Linear.from_linear(torch.nn.Linear(24, 8))
+    model = torch.nn.ModuleDict({"mlp": torch.nn.ModuleDict({"down_proj": torch.nn.Linear(24, 8)})})
+    model = quantize_int8(model)
+    assert isinstance(model["mlp"]["down_proj"], DynamicInt8Linear)
+    assert model["mlp"]["down_proj"](torch.randn(3, 24)).shape == (3, 8)

@@ -70,8 +70,8 @@ def weight_bytes_per_token(model: Any) -> int:
 
     Embedding tables are left out (a token reads one row), except the output projection (``lm_head``),
     which reads all of it, also when tied to the input embedding. int8 linear layers hold packed weights
-    or buffers rather than parameters: 1 byte per weight plus their scales and bias. A PeftModel's LoRA matrices
-    count too: an unmerged adapter is read on every token.
+    or buffers rather than parameters: 1 byte per weight plus their scales and bias. A PeftModel's LoRA
+    matrices count too: an unmerged adapter is read on every token.
     """
     import torch
 
