@@ -115,3 +115,31 @@ def test_a_width_the_int8_kernel_cannot_take_stays_dynamic_instead_of_crashing()
     model = quantize_int8(model)
     assert isinstance(model["mlp"]["down_proj"], DynamicInt8Linear)
     assert model["mlp"]["down_proj"](torch.randn(3, 24)).shape == (3, 8)
+
+
+@pytest.mark.integration
+def test_on_the_embedded_model_int8_stays_closer_to_fp32_than_int8_dynamic(embedded_home: Path) -> None:
+    """The reason int8 is the default: next-token distributions drift less from fp32's than under
+    int8-dynamic, on the suggest prompts the chain sends."""
+    from agent.config import get_settings
+    from agent.llm import load_model_and_tokenizer
+    from agent.prompts import render_prompt
+
+    needs = ["something to dig food", "my back hurts after sitting all day", "gift for a dad who loves fishing",
+             "something for a first camping trip", "a way to keep my coffee hot at my desk"]
+
+    def log_probs(quantize: str) -> torch.Tensor:
+        model, tokenizer = load_model_and_tokenizer(get_settings(home=embedded_home, quantize=quantize))
+        prompts = [render_prompt(tokenizer, "suggest", need=need) for need in needs]
+        batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            logits = model(**batch).logits
+        return logits[batch["attention_mask"].bool()].log_softmax(-1)  # every real (unpadded) position
+
+    reference = log_probs("none")
+
+    def drift_from_fp32(quantize: str) -> float:  # mean KL(fp32 || quantized) per position
+        return float((reference.exp() * (reference - log_probs(quantize))).sum(-1).mean())
+
+    int8, int8_dynamic = drift_from_fp32("int8"), drift_from_fp32("int8-dynamic")
+    assert int8 < 0.5 * int8_dynamic, (int8, int8_dynamic)
