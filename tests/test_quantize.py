@@ -17,7 +17,6 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("quantize", ["none", "int8", "int8-dynamic", "bf16"])
 def test_each_quantize_setting_loads_a_model_that_generates(tiny_model: Path, quantize: str) -> None:
-    import torch
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
     from agent.config import get_settings
