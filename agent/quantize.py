@@ -41,10 +41,15 @@ class WeightOnlyInt8Linear(torch.nn.Module):
         self.register_buffer("scales", scales.to(torch.bfloat16))
         self.register_buffer("bias", bias)
 
+    @staticmethod
+    def accepts(linear: torch.nn.Linear) -> bool:
+        """Whether the kernel takes ``linear``'s input width (see :data:`WEIGHT_ONLY_WIDTH_MULTIPLE`)."""
+        return linear.in_features % WEIGHT_ONLY_WIDTH_MULTIPLE == 0
+
     @classmethod
     def from_linear(cls, linear: torch.nn.Linear) -> WeightOnlyInt8Linear:
         """Symmetric per-row quantisation of ``linear``'s weights: ``weight ~ weight_int8 * scale``."""
-        if linear.in_features % WEIGHT_ONLY_WIDTH_MULTIPLE:
+        if not cls.accepts(linear):
             raise ValueError(
                 f"weight-only int8 needs in_features to be a multiple of {WEIGHT_ONLY_WIDTH_MULTIPLE}, "
                 f"got {linear.in_features}"
@@ -85,7 +90,7 @@ def quantize_int8(model: Any, weight_only: tuple[str, ...] = OUTLIER_INPUT_LINEA
             if (
                 isinstance(child, torch.nn.Linear)
                 and full_name.endswith(weight_only)
-                and child.in_features % WEIGHT_ONLY_WIDTH_MULTIPLE == 0
+                and WeightOnlyInt8Linear.accepts(child)
             ):
                 setattr(module, child_name, WeightOnlyInt8Linear.from_linear(child))
     return quantize_int8_dynamic(model)  # only plain nn.Linear layers are left to quantise
