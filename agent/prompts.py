@@ -16,7 +16,10 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from agent.errors import WhazzatError
 
-Task = Literal["suggest", "rewrite"]
+Task = Literal["suggest", "suggest_grounded", "rewrite"]
+
+#: Product types shown per neighbour in a grounded prompt: enough to copy from, short enough to stay cheap.
+NEIGHBOUR_PRODUCTS = 5
 
 
 class PromptError(WhazzatError, ValueError):
@@ -102,3 +105,8 @@ def format_products(products: list[str]) -> str:
 def format_paraphrases(paraphrases: list[str]) -> str:
     """The answer format the rewrite task is trained to produce."""
     return "\n".join(paraphrases)
+
+
+def format_neighbours(neighbours: list[tuple[str, list[str]]], max_products: int = NEIGHBOUR_PRODUCTS) -> str:
+    """The neighbours of a grounded suggest prompt: one compact ``- need: type, type`` line each."""
+    return "\n".join(f"- {need}: {format_products(list(products)[:max_products])}" for need, products in neighbours)

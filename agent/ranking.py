@@ -18,12 +18,14 @@
   dearest, linear in log price (1 when all prices are equal); 0 for an unknown price. A ``budget`` is a
   hard filter: a listing over it never appears, nor a product whose price is unknown (it cannot be
   checked); search links (no price, rating or reviews) stay.
-- ``consensus``: the product type's votes (how many paraphrases proposed it) over the most votes.
+- ``consensus``: the product type's support over the best-supported type's: its fused score (model,
+  memory and relevance, :mod:`agent.fusion`) when it has one, else its votes (how many paraphrases
+  proposed it).
 
 Sponsored listings are dropped unless asked for, duplicates (same ASIN or URL) are kept once, and the top
 K interleave product types: each round takes the next-best listing of every type, so ten forks cannot
 crowd out the trowel. For the links backend (listings without rating, reviews or price) the ranking is
-simply the suggestions' order by votes, one link per product type.
+simply the suggestions' order by support, one link per product type.
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ def rank_listings(
         return []
     similarity = (relevance or minilm_relevance)([x.title for x in kept], [x.product for x in kept])
     price_fit = _price_fit(kept)
-    top_votes = max(votes.values(), default=1)
+    top_votes = max(votes.values(), default=0.0) or 1.0
     scored = []
     for listing, sim, price in zip(kept, similarity, price_fit, strict=True):
         parts = {
@@ -143,15 +145,15 @@ def interleave(scored: list[Listing], top_k: int) -> list[Listing]:
 
 
 def _rank_links(
-    listings: list[Listing], suggestions: list[Suggestion], votes: dict[str, int], top_k: int
+    listings: list[Listing], suggestions: list[Suggestion], votes: dict[str, float], top_k: int
 ) -> list[Listing]:
-    """Links backend: one link per product type, in the suggestions' order by votes (stable)."""
+    """Links backend: one link per product type, in the suggestions' order by support (stable)."""
     first: dict[str, Listing] = {}
     for listing in listings:
         first.setdefault(_fold(listing.product), listing)
-    order = [_fold(s.product) for s in sorted(suggestions, key=lambda s: s.votes, reverse=True)]
+    order = [_fold(s.product) for s in sorted(suggestions, key=_support, reverse=True)]
     order += [key for key in first if key not in order]  # listings for types the suggestions lack
-    top_votes = max(votes.values(), default=1)
+    top_votes = max(votes.values(), default=0.0) or 1.0
     ranked = []
     for key in order:
         if key in first and len(ranked) < top_k:
@@ -200,11 +202,16 @@ def _unique(scored: list[Listing]) -> list[Listing]:
     return list(best.values())
 
 
-def _votes(suggestions: list[Suggestion]) -> dict[str, int]:
-    votes: dict[str, int] = {}
+def _support(suggestion: Suggestion) -> float:
+    """How strongly a product type is backed: its fused score, or its votes when it was not fused."""
+    return suggestion.score if suggestion.score is not None else float(suggestion.votes)
+
+
+def _votes(suggestions: list[Suggestion]) -> dict[str, float]:
+    votes: dict[str, float] = {}
     for suggestion in suggestions:
         key = _fold(suggestion.product)
-        votes[key] = max(votes.get(key, 0), suggestion.votes)
+        votes[key] = max(votes.get(key, 0.0), _support(suggestion))
     return votes
 
 

@@ -5,14 +5,39 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class Neighbour(BaseModel):
+    """A known need from the need memory, found near the user's need or one of its paraphrases."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    need: str = Field(description="The known need, as stored in the memory.")
+    products: list[str] = Field(description="Its product types, best first.")
+    similarity: float = Field(description="MiniLM cosine with the closest of the prompts that found it.")
+    source: str = Field(default="dataset", description="'dataset' (shipped), 'user' or 'feedback'.")
+    query: str | None = Field(default=None, description="The prompt (need or paraphrase) that found it closest.")
+
+
 class Suggestion(BaseModel):
-    """A product type proposed by the model, after duplicates across paraphrases were folded."""
+    """A product type for the need, after duplicates were folded, with what backs it.
+
+    ``votes`` and ``sources`` are the model's part (the prompts that proposed it); ``neighbours`` the
+    memory's (the known needs that list it). ``score`` ranks the suggestions, from ``score_parts``.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     product: str = Field(description="Generic product type, e.g. 'garden trowel'.")
-    votes: int = Field(ge=1, description="How many of the prompts (need + paraphrases) proposed it.")
-    sources: list[str] = Field(default_factory=list, description="The prompts that proposed it.")
+    votes: int = Field(ge=0, description="How many of the prompts (need + paraphrases) the model proposed it for.")
+    sources: list[str] = Field(default_factory=list, description="The prompts the model proposed it for.")
+    neighbours: list[str] = Field(
+        default_factory=list, description="The memory's known needs that list it, closest first."
+    )
+    score: float | None = Field(default=None, description="Fused score (model, memory, relevance); higher first.")
+    score_parts: dict[str, float] = Field(
+        default_factory=dict,
+        description="The weighted parts of the score: 'model' (share of prompts), 'memory' (share of the "
+        "neighbours' similarity), 'relevance' (MiniLM cosine with the need and its paraphrases).",
+    )
 
 
 class Listing(BaseModel):
@@ -43,6 +68,9 @@ class Recommendation(BaseModel):
 
     need: str
     paraphrases: list[str] = Field(default_factory=list, description="Generated paraphrases (not the need).")
+    neighbours: list[Neighbour] = Field(
+        default_factory=list, description="Nearest known needs in the need memory, closest first."
+    )
     suggestions: list[Suggestion] = Field(default_factory=list)
     listings: list[Listing] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)

@@ -1,7 +1,9 @@
 """Put saved ``whazzat eval --json`` results into an adapter's model card, as one table.
 
-    whazzat eval finetune/data/seed_test.jsonl -p 0 --json > seed-p0.json   # one file per run
-    python -m finetune.card_eval finetune/adapters/smollm2-135m-whazzat seed-p0.json seed-p4.json
+    whazzat eval finetune/data/test.jsonl finetune/data/seed_test.jsonl --json > ablation.json
+    python -m finetune.card_eval finetune/adapters/smollm2-135m-whazzat-grounded ablation.json
+
+A file may hold one result (``EvalResult``) or a whole ablation (``{"runs": [...]}``): one row per run.
 
 The card's evaluation section (between its markers) is replaced, so re-running with new results leaves
 no stale figures. Every row comes from a result file: the card never holds a figure no run printed.
@@ -10,6 +12,7 @@ no stale figures. Every row comes from a result file: the card never holds a fig
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -40,10 +43,14 @@ class SavedEval(BaseModel):
 def _row(result: SavedEval) -> str:
     settings, summary = result.settings, result.summary
     weights = _WEIGHTS.get(str(settings.get("quantize")), str(settings.get("quantize", "?")))
+    answers = {"model": "model", "memory": "memory", "fused": "grounded + fused"}.get(
+        str(settings.get("memory_mode", "model")), "?"
+    )
     return (
-        f"| `{result.data}` ({summary.needs}) | {settings.get('paraphrases', '?')} | {weights} "
+        f"| `{result.data}` ({summary.needs}) | {answers} | {settings.get('paraphrases', '?')} | {weights} "
         f"| {settings.get('fewshot_k', 0)} | {summary.valid_output_rate:.2f} | {summary.hit_at_5:.3f} "
-        f"| {summary.precision_at_5:.3f} | {summary.recall_at_5:.3f} | {summary.latency_mean_s:.2f} |"
+        f"| {summary.precision_at_5:.3f} | {summary.precision_any_at_5:.3f} | {summary.recall_at_5:.3f} "
+        f"| {summary.latency_mean_s:.2f} |"
     )
 
 
@@ -51,15 +58,16 @@ def eval_table(results: Sequence[SavedEval], note: str = "") -> str:
     """The markdown of the card's evaluation section: how the figures were made, then one row per run."""
     day = datetime.now(timezone.utc).date().isoformat()
     how = (
-        "`whazzat eval DATA --paraphrases N --json` (top 5 by votes; a match is an equal normalised name "
-        f"or MiniLM cosine >= {MATCH_COSINE}, one-to-one), links backend; table written {day} by "
-        "`python -m finetune.card_eval`."
+        "`whazzat eval DATA... --json` (the answer's first 5 types; a match is an equal normalised name "
+        f"or MiniLM cosine >= {MATCH_COSINE}; precision one-to-one, and any-match), links backend; the memory "
+        f"never holds the evaluated split; table written {day} by `python -m finetune.card_eval`."
     )
     lines = [
         how,
         "",
-        "| data (needs) | paraphrases | weights | few-shot k | valid | hit@5 | precision@5 | recall@5 | s/need |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| data (needs) | answers from | paraphrases | weights | few-shot k | valid | hit@5 | precision@5 "
+        "| precision@5 any | recall@5 | s/need |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *(_row(result) for result in results),
         "",
         f"Targets: hit@5 >= {TARGET_HIT_AT_5}, precision@5 >= {TARGET_PRECISION_AT_5}.",
@@ -75,11 +83,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("results", type=Path, nargs="+", help="Files written by `whazzat eval ... --json`.")
     parser.add_argument("--note", default="", help="A sentence under the table (e.g. what the run saw).")
     args = parser.parse_args(argv)
-    results = []
+    results: list[SavedEval] = []
     for path in args.results:
         try:
-            results.append(SavedEval.model_validate_json(path.read_text(encoding="utf-8")))
-        except (OSError, ValidationError) as error:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            runs = raw["runs"] if isinstance(raw, dict) and "runs" in raw else [{"result": raw}]
+            results.extend(SavedEval.model_validate(run["result"]) for run in runs)
+        except (OSError, ValueError, KeyError, TypeError) as error:  # ValidationError is a ValueError
             sys.exit(f"error: {path} is not a saved `whazzat eval --json` result: {str(error).splitlines()[0]}")
     try:
         write_eval_section(args.adapter_dir, eval_table(results, args.note))

@@ -51,6 +51,14 @@ def finetune(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate the recipe, print it with every key, and exit.")
     ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue an interrupted run from its newest checkpoint in training.output_dir "
+            "(the recipe must save checkpoints: save_strategy: steps).",
+        ),
+    ] = False,
 ) -> None:
     """Fine-tune a LoRA/QLoRA adapter on the Whazzat data (suggest + rewrite tasks).
 
@@ -76,16 +84,23 @@ def finetune(
         raise _fail(f"training needs {', '.join(missing)}: pip install -e \".[finetune]\"")
 
     from finetune.dataset import DataError
-    from finetune.train import train
+    from finetune.train import last_checkpoint, train
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     command = " ".join(
         ["whazzat finetune --recipe", shlex.quote(str(recipe))]
         + [f"--set {shlex.quote(item)}" for item in overrides]
     )
+    if resume and parsed.training.save_strategy == "no":
+        raise _fail("--resume needs a recipe that saves checkpoints: --set save_strategy=steps")
+    if parsed.model.init_adapter is not None and not (Path(parsed.model.init_adapter) / "adapter_config.json").is_file():
+        raise _fail(f"model.init_adapter is not a LoRA adapter directory: {parsed.model.init_adapter}")
+    if resume:
+        checkpoint = last_checkpoint(parsed.training.output_dir)
+        typer.echo(f"Resuming from {checkpoint}" if checkpoint else "No checkpoint yet: starting from step 0", err=True)
     typer.echo(f"Training {parsed.name!r} on {parsed.model.base} -> {parsed.training.output_dir}", err=True)
     try:
-        output_dir = train(parsed, command=command)
+        output_dir = train(parsed, command=command, resume=resume)
     except DataError as error:
         raise _fail(str(error)) from None
     typer.echo(f"Saved the adapter and its model card in {output_dir} ({_size_mb(output_dir):.1f} MB)")

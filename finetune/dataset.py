@@ -3,6 +3,8 @@
 A record is ``{"need", "products", "paraphrases", "area", "source"}``. It becomes:
 
 - suggest: need -> products (and, as augmentation, each paraphrase -> the same products);
+- suggest_grounded: the same, with the prompt showing the nearest other training needs and their products
+  (``prompts/suggest_grounded.yaml``; neighbours from :mod:`finetune.grounding`);
 - rewrite: need -> its paraphrases, one per line, when it has at least ``min_rewrite_paraphrases``.
 
 Both the prompt and the answer go through :func:`agent.prompts.render_prompt` and the tokenizer's chat
@@ -20,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import WhazzatError
-from agent.prompts import format_paraphrases, format_products, render_prompt
+from agent.prompts import format_neighbours, format_paraphrases, format_products, render_prompt
+from finetune.grounding import DEFAULT_EXCLUDE_COSINE, DEFAULT_NEIGHBOURS, Embed, training_neighbours
 
 
 class DataError(WhazzatError, ValueError):
@@ -96,16 +99,39 @@ def iter_examples(
     tasks: Iterable[str] = ("suggest", "rewrite"),
     paraphrase_augmentation: bool = True,
     min_rewrite_paraphrases: int = 3,
+    neighbours_k: int = DEFAULT_NEIGHBOURS,
+    neighbour_exclude_cosine: float = DEFAULT_EXCLUDE_COSINE,
+    embed: Embed | None = None,
 ) -> Iterator[dict[str, str]]:
-    """Yield the prompt/completion examples for ``records`` (see the module docstring)."""
+    """Yield the prompt/completion examples for ``records`` (see the module docstring).
+
+    ``embed`` (MiniLM by default) is used only by ``suggest_grounded``, to retrieve each prompt's
+    neighbours among ``records``.
+    """
     tasks = set(tasks)
-    for record in records:
+    records = list(records)
+    asked = [
+        (index, text)
+        for index, record in enumerate(records)
+        for text in [record.need, *(record.paraphrases if paraphrase_augmentation else [])]
+    ]
+    grounded: dict[tuple[int, str], str] = {}
+    if "suggest_grounded" in tasks:
+        if embed is None:
+            from agent.embeddings import embed
+        found = training_neighbours(
+            records, asked, embed, k=neighbours_k, exclude_cosine=neighbour_exclude_cosine
+        )
+        grounded = {query: format_neighbours(near) for query, near in zip(asked, found, strict=True) if near}
+    for index, record in enumerate(records):
         products = format_products(record.products)
-        if "suggest" in tasks:
-            yield prompt_completion(tokenizer, "suggest", products, need=record.need)
-            if paraphrase_augmentation:
-                for paraphrase in record.paraphrases:
-                    yield prompt_completion(tokenizer, "suggest", products, need=paraphrase)
+        for text in [record.need, *(record.paraphrases if paraphrase_augmentation else [])]:
+            if "suggest" in tasks:
+                yield prompt_completion(tokenizer, "suggest", products, need=text)
+            if (index, text) in grounded:
+                yield prompt_completion(
+                    tokenizer, "suggest_grounded", products, need=text, neighbours=grounded[(index, text)]
+                )
         if "rewrite" in tasks and len(record.paraphrases) >= min_rewrite_paraphrases:
             yield prompt_completion(
                 tokenizer,
@@ -123,8 +149,11 @@ def build_dataset(
     tasks: Iterable[str] = ("suggest", "rewrite"),
     paraphrase_augmentation: bool = True,
     min_rewrite_paraphrases: int = 3,
+    neighbours_k: int = DEFAULT_NEIGHBOURS,
+    neighbour_exclude_cosine: float = DEFAULT_EXCLUDE_COSINE,
     max_examples: int | None = None,
     seed: int = 42,
+    embed: Embed | None = None,
 ):
     """A shuffled ``datasets.Dataset`` with ``prompt`` and ``completion`` columns."""
     from datasets import Dataset
@@ -136,6 +165,9 @@ def build_dataset(
             tasks=tasks,
             paraphrase_augmentation=paraphrase_augmentation,
             min_rewrite_paraphrases=min_rewrite_paraphrases,
+            neighbours_k=neighbours_k,
+            neighbour_exclude_cosine=neighbour_exclude_cosine,
+            embed=embed,
         )
     )
     if not examples:

@@ -27,7 +27,6 @@ from finetune.metrics import (
     score_need,
     similarity_matrices,
     summarize,
-    top_by_votes,
 )
 
 Predict = Callable[[list[str]], list[Recommendation]]
@@ -138,8 +137,8 @@ def predict_all(
 def score_predictions(
     items: Sequence[EvalItem], predictions: Sequence[Prediction], embed: Embed
 ) -> list[NeedScore]:
-    """Each need's top-k predictions (by votes) against its gold types."""
-    top = [top_by_votes(p.products, p.votes, TOP_K) for p in predictions]
+    """Each need's top-k predictions (the chain's order: fused score, or votes) against its gold types."""
+    top = [list(p.products[:TOP_K]) for p in predictions]
     matrices = similarity_matrices(top, [item.products for item in items], embed)
     return [
         score_need(

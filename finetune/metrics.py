@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 #: Measured pairs: "cast iron skillet"/"cast iron pan" 0.84 and "wireless earbuds"/"bluetooth earbuds"
 #: 0.80 match; "garden trowel"/"hand trowel" 0.74 just misses; "garden trowel"/"dog leash" 0.18 does not.
 MATCH_COSINE = 0.75
-#: How many predictions (the top ones by votes) are scored per need.
+#: How many predictions (the chain's first ones) are scored per need.
 TOP_K = 5
 
 #: ``embed(texts)`` -> unit-length row vectors (``agent.embeddings.embed`` in real runs).
@@ -43,6 +43,9 @@ class NeedScore(BaseModel):
     gold: list[str]
     predicted: list[str] = Field(description="The top predictions scored (at most TOP_K).")
     matches: list[tuple[str, str]] = Field(default_factory=list, description="(prediction, gold) pairs.")
+    any_matched: int = Field(
+        0, description="Predictions that match some gold type, several predictions per gold type allowed."
+    )
     distinct_types: int = Field(0, description="Distinct normalised types among all the chain's predictions.")
     valid: bool = Field(description="The chain returned at least one product type, without error.")
     error: str | None = None
@@ -62,6 +65,13 @@ class NeedScore(BaseModel):
 
     @computed_field
     @property
+    def precision_any(self) -> float:
+        """Predictions matching any gold type / predictions scored: two spellings of one gold type both
+        count here (a listing per spelling is still useful), unlike the one-to-one ``precision``."""
+        return self.any_matched / len(self.predicted) if self.predicted else 0.0
+
+    @computed_field
+    @property
     def recall(self) -> float:
         """Matched gold types / gold types."""
         return len(self.matches) / len(self.gold) if self.gold else 0.0
@@ -76,17 +86,12 @@ class Summary(BaseModel):
     valid_output_rate: float
     hit_at_5: float
     precision_at_5: float
+    precision_any_at_5: float = 0.0
     recall_at_5: float
     distinct_types_per_need: float
     latency_mean_s: float
     latency_p50_s: float
     match_cosine: float = MATCH_COSINE
-
-
-def top_by_votes(products: Sequence[str], votes: Sequence[int], k: int = TOP_K) -> list[str]:
-    """The ``k`` products with the most votes; ties keep the given order (the chain's first appearance)."""
-    order = sorted(range(len(products)), key=lambda i: -votes[i])
-    return [products[i] for i in order[:k]]
 
 
 def match_pairs(
@@ -135,11 +140,18 @@ def score_need(
 ) -> NeedScore:
     """Score the (already top-k) ``predicted`` types of one need against its ``gold`` types."""
     pairs = match_pairs(predicted, gold, similarity)
+    keys_gold = {normalize_product(g) for g in gold}
+    any_matched = sum(
+        1
+        for i, product in enumerate(predicted)
+        if normalize_product(product) in keys_gold or (len(gold) and float(similarity[i].max()) >= MATCH_COSINE)
+    )
     return NeedScore(
         need=need,
         gold=list(gold),
         predicted=list(predicted),
         matches=[(predicted[i], gold[j]) for i, j in pairs],
+        any_matched=any_matched,
         distinct_types=len({normalize_product(p) for p in predicted})
         if distinct_types is None
         else distinct_types,
@@ -183,6 +195,7 @@ def summarize(scores: Sequence[NeedScore]) -> Summary:
         valid_output_rate=mean([float(s.valid) for s in scores]),
         hit_at_5=mean([s.hit for s in scores]),
         precision_at_5=mean([s.precision for s in scores]),
+        precision_any_at_5=mean([s.precision_any for s in scores]),
         recall_at_5=mean([s.recall for s in scores]),
         distinct_types_per_need=mean([float(s.distinct_types) for s in scores]),
         latency_mean_s=mean(latencies),

@@ -45,6 +45,11 @@ class ModelSection(_Section):
     bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
     bnb_4bit_use_double_quant: bool = True
     bnb_4bit_compute_dtype: Dtype = "bfloat16"
+    init_adapter: Path | None = Field(
+        default=None,
+        description="A LoRA adapter to continue training from (its rank and targets win over the lora "
+        "section); None starts a fresh LoRA.",
+    )
 
 
 class DataSection(_Section):
@@ -52,7 +57,19 @@ class DataSection(_Section):
 
     train_file: Path = Field(description="JSONL records: need, products, paraphrases, area, source.")
     eval_file: Path | None = Field(default=None, description="Validation records; None: no eval loss.")
-    tasks: list[Literal["suggest", "rewrite"]] = Field(default=["suggest", "rewrite"], min_length=1)
+    tasks: list[Literal["suggest", "suggest_grounded", "rewrite"]] = Field(
+        default=["suggest", "rewrite"],
+        min_length=1,
+        description="suggest: need -> types; suggest_grounded: the same with the nearest other training "
+        "needs in the prompt; rewrite: need -> paraphrases.",
+    )
+    neighbours_k: int = Field(default=3, ge=1, le=8, description="Neighbours per suggest_grounded prompt.")
+    neighbour_exclude_cosine: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="A training need this close (MiniLM cosine) to the asked one is never its neighbour.",
+    )
     paraphrase_augmentation: bool = Field(
         default=True, description="Also train suggest on each paraphrase -> the need's products."
     )

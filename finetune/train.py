@@ -139,8 +139,22 @@ def _task_counts(dataset: Any) -> dict[str, int]:
     return {"suggest": len(dataset) - rewrite, "rewrite": rewrite}
 
 
-def train(recipe: Recipe, command: str | None = None) -> Path:
-    """Train the adapter described by ``recipe``; return the directory it was saved in."""
+def last_checkpoint(output_dir: Path) -> Path | None:
+    """The newest ``checkpoint-N`` folder the Trainer saved in ``output_dir``, if any."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not Path(output_dir).is_dir():
+        return None
+    found = get_last_checkpoint(str(output_dir))
+    return Path(found) if found else None
+
+
+def train(recipe: Recipe, command: str | None = None, resume: bool = False) -> Path:
+    """Train the adapter described by ``recipe``; return the directory it was saved in.
+
+    With ``resume``, an interrupted run continues from its newest checkpoint in the output directory
+    (weights, optimizer, scheduler and data order), instead of starting over.
+    """
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import set_seed
@@ -161,6 +175,8 @@ def train(recipe: Recipe, command: str | None = None) -> Path:
         "tasks": d.tasks,
         "paraphrase_augmentation": d.paraphrase_augmentation,
         "min_rewrite_paraphrases": d.min_rewrite_paraphrases,
+        "neighbours_k": d.neighbours_k,
+        "neighbour_exclude_cosine": d.neighbour_exclude_cosine,
         "seed": t.seed,
     }
     train_ds = build_dataset(d.train_file, tokenizer, max_examples=d.max_train_examples, **data_kwargs)
@@ -189,17 +205,24 @@ def train(recipe: Recipe, command: str | None = None) -> Path:
     elif t.gradient_checkpointing:
         model.enable_input_require_grads()
     lora = recipe.lora
-    model = get_peft_model(
-        model,
-        LoraConfig(
-            r=lora.r,
-            lora_alpha=lora.alpha,
-            lora_dropout=lora.dropout,
-            target_modules=lora.target_modules,
-            bias=lora.bias,
-            task_type="CAUSAL_LM",
-        ),
-    )
+    if m.init_adapter is not None:
+        # Continue from an earlier adapter: it keeps what it learned (e.g. the rewrite task) while the
+        # new data teaches it more.
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(m.init_adapter), is_trainable=True)
+    else:
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=lora.r,
+                lora_alpha=lora.alpha,
+                lora_dropout=lora.dropout,
+                target_modules=lora.target_modules,
+                bias=lora.bias,
+                task_type="CAUSAL_LM",
+            ),
+        )
     trainable, _ = model.get_nb_trainable_parameters()
     before = lora_snapshot(model)
 
@@ -210,8 +233,11 @@ def train(recipe: Recipe, command: str | None = None) -> Path:
         eval_dataset=eval_ds,
         processing_class=tokenizer,
     )
+    checkpoint = last_checkpoint(t.output_dir) if resume else None
+    if checkpoint is not None:
+        logger.info("resuming from %s", checkpoint)
     started = time.perf_counter()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     train_seconds = time.perf_counter() - started
     eval_loss = trainer.evaluate()["eval_loss"] if eval_ds is not None else None
 
@@ -241,6 +267,8 @@ def train(recipe: Recipe, command: str | None = None) -> Path:
         "trainable_parameters": trainable,
         "train_seconds": round(train_seconds, 1),
         "global_steps": result.global_step,
+        "resumed_from": str(checkpoint) if checkpoint else None,
+        "init_adapter": str(m.init_adapter) if m.init_adapter else None,
         "epochs": float(trainer.state.epoch or 0.0),
         "train_loss": float(result.training_loss),
         "eval_loss": float(eval_loss) if eval_loss is not None else None,

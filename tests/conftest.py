@@ -6,9 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import os
+
 import pytest
 
 from tests.fakes import FakeWhazzatLLM
+
+# Tests run the model alone unless they opt into a memory (tests/test_memory.py and test_fusion.py build
+# theirs with fake embeddings; the integration tests use the real one): the default memory embeds the
+# whole shipped dataset with MiniLM, per WHAZZAT_HOME. Set for the whole session, module fixtures included.
+os.environ["WHAZZAT_MEMORY_MODE"] = "model"
 
 
 @pytest.fixture(autouse=True)
@@ -16,8 +23,10 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     home = tmp_path_factory.mktemp("whazzat-home")
     monkeypatch.setenv("WHAZZAT_HOME", str(home))
     for name in ("RAPIDAPI_KEY", "WHAZZAT_RAPIDAPI_KEY", "WHAZZAT_AXESSO_URL", "WHAZZAT_MODEL",
-                 "WHAZZAT_ADAPTER", "WHAZZAT_BACKEND", "WHAZZAT_PARAPHRASES", "WHAZZAT_LLM_ENDPOINT"):
+                 "WHAZZAT_ADAPTER", "WHAZZAT_BACKEND", "WHAZZAT_PARAPHRASES", "WHAZZAT_LLM_ENDPOINT",
+                 "WHAZZAT_MEMORY_URL"):
         monkeypatch.delenv(name, raising=False)
+
     return home
 
 

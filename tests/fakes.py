@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from langchain_core.embeddings import Embeddings
 from langchain_core.language_models.llms import LLM
 
 DEFAULT_PRODUCTS = {
@@ -52,3 +53,28 @@ class FakeWhazzatLLM(LLM):
         asked = re.findall(r"Need: (.+)", prompt)  # the last one: earlier ones are few-shot examples
         need = asked[-1].strip() if asked else ""
         return self.products.get(need, self.fallback_products)
+
+
+class WordEmbeddings(Embeddings):
+    """Bag-of-words embeddings with no model: each word hashes to one of ``size`` dimensions, and rows are
+    unit length, so texts that share words are close (enough for memory and fusion tests)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+
+    def _vector(self, text: str) -> list[float]:
+        import hashlib
+        import math
+
+        vector = [0.0] * self.size
+        for word in re.findall(r"[a-z]+", text.lower()):
+            word = word[:-1] if word.endswith("s") and len(word) > 3 else word
+            vector[int(hashlib.md5(word.encode()).hexdigest(), 16) % self.size] += 1.0
+        norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+        return [v / norm for v in vector]
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self._vector(text) for text in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._vector(text)

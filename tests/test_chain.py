@@ -44,7 +44,7 @@ def test_invoke_runs_every_stage(fake_llm: FakeWhazzatLLM) -> None:
     first = urlparse(result.listings[0].url)
     assert (first.scheme, first.netloc, first.path) == ("https", "www.amazon.com", "/s")
     assert parse_qs(first.query) == {"k": ["garden trowel"]}
-    assert {"rewrite", "suggest", "dedup", "search", "rank", "total"} <= result.timings.keys()
+    assert {"rewrite", "suggest", "fuse", "search", "rank", "total"} <= result.timings.keys()
     assert result.warnings == []
 
 
@@ -142,7 +142,7 @@ def test_callbacks_see_each_stage_as_a_run(fake_llm: FakeWhazzatLLM) -> None:
 
     recorder = StageRecorder()
     make_chain(fake_llm, paraphrases=2).invoke("something to dig food", config={"callbacks": [recorder]})
-    for stage in ("whazzat", "rewrite", "suggest", "dedup", "search", "rank"):
+    for stage in ("whazzat", "rewrite", "suggest", "fuse", "search", "rank"):
         assert stage in recorder.started
 
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from agent.schemas import Recommendation, Suggestion
 from finetune.eval import DataError, EvalItem, evaluate, load_items
-from finetune.metrics import MATCH_COSINE, match_pairs, score_need, summarize, top_by_votes
+from finetune.metrics import MATCH_COSINE, match_pairs, score_need, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,6 +67,12 @@ def test_partial_answer() -> None:
     assert result.recall == pytest.approx(2 / 3)
 
 
+def test_any_match_precision_counts_two_spellings_of_one_gold_type() -> None:
+    result = score(["wok", "Woks", "tent"], ["wok", "rice cooker"])
+    assert result.precision == pytest.approx(1 / 3)  # one-to-one: one wok matches
+    assert result.precision_any == pytest.approx(2 / 3)  # any-match: both spellings count
+
+
 def test_exact_match_is_on_normalised_names() -> None:
     # case, punctuation and the plural of the last word do not matter, even with no embedding similarity
     result = score(
@@ -109,11 +115,6 @@ def test_garden_trowel_and_hand_trowel_sit_just_under_the_threshold(minilm) -> N
     assert 0.70 < cosine < MATCH_COSINE
 
 
-def test_top_by_votes_keeps_ties_in_order() -> None:
-    products = ["a", "b", "c", "d", "e", "f"]
-    assert top_by_votes(products, [1, 3, 1, 3, 2, 1]) == ["b", "d", "e", "a", "c"]
-
-
 def test_summary_counts_invalid_needs_as_zero() -> None:
     good = score(["wok"], ["wok"]).model_copy(update={"latency_s": 1.0})
     bad = score([], ["wok"]).model_copy(update={"latency_s": 3.0, "error": "boom", "valid": False})
@@ -133,7 +134,8 @@ def recommendation(need: str, products: list[str], votes: list[int] | None = Non
 ANSWERS = {
     "need a": (["wok", "spatula"], [2, 1]),
     "need b": ([], []),  # the chain answered nothing usable
-    "need c": (["tent", "sleeping bag", "camp stove", "headlamp", "cooler", "lantern"], [1, 1, 1, 1, 1, 5]),
+    # The chain's order is the ranking (fused score or votes); the eval never re-sorts it.
+    "need c": (["lantern", "tent", "sleeping bag", "camp stove", "headlamp", "cooler"], [5, 1, 1, 1, 1, 1]),
 }
 
 
@@ -157,7 +159,7 @@ def test_evaluate_scores_every_need_and_isolates_failures() -> None:
     assert (a.hit, a.precision, a.recall) == (1.0, 0.5, 0.5)
     assert not b.valid and b.error is None
     assert not exploded.valid and "model crashed" in exploded.error
-    assert c.predicted == ["lantern", "tent", "sleeping bag", "camp stove", "headlamp"]  # top 5 by votes
+    assert c.predicted == ["lantern", "tent", "sleeping bag", "camp stove", "headlamp"]  # the chain's top 5
     assert c.distinct_types == 6
     assert result.summary.valid_output_rate == 0.5
     assert type(result).model_validate_json(result.model_dump_json()) == result  # a saved result loads back
@@ -195,7 +197,7 @@ def test_cli_json_is_exactly_one_object(tmp_path: Path, monkeypatch: pytest.Monk
         def batch(self, needs: list[str]) -> list[Recommendation]:
             return fake_predict(needs)
 
-    monkeypatch.setattr(agent.chain, "build_chain", lambda settings: FakeChain())
+    monkeypatch.setattr(agent.chain, "build_chain", lambda settings, **kwargs: FakeChain())
     monkeypatch.setattr("agent.embeddings.embed", one_hot_embed)
     monkeypatch.setenv("WHAZZAT_QUANTIZE", "none")
     data = tmp_path / "data.jsonl"
@@ -203,10 +205,12 @@ def test_cli_json_is_exactly_one_object(tmp_path: Path, monkeypatch: pytest.Monk
         "".join(json.dumps({"need": n, "products": ["wok"], "area": "x"}) + "\n" for n in ANSWERS)
     )
     result = CliRunner().invoke(
-        eval_app(), ["eval", str(data), "--json", "--paraphrases", "0", "--limit", "2"]
+        eval_app(), ["eval", str(data), "--json", "--rewrite", "off", "--mode", "model", "--limit", "2"]
     )
     assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    [run] = json.loads(result.stdout)["runs"]
+    assert (run["mode"], run["paraphrases"]) == ("model", 0)
+    report = run["result"]
     assert report["summary"]["needs"] == 2
     assert report["settings"]["paraphrases"] == 0
     assert report["settings"]["quantize"] == "none"  # the result says which weights produced it
@@ -236,8 +240,8 @@ def test_saved_eval_results_become_the_model_cards_table(tmp_path: Path) -> None
     assert "old figures" not in text and text.endswith("## Use\n")
     rows = [line for line in text.splitlines() if line.startswith("| `gold.jsonl`")]
     assert rows == [
-        "| `gold.jsonl` (2) | 0 | int8 dynamic | 0 | 0.50 | 0.500 | 0.250 | 0.250 | 0.00 |",
-        "| `gold.jsonl` (2) | 4 | fp32 | 0 | 0.50 | 0.500 | 0.250 | 0.250 | 0.00 |",
+        "| `gold.jsonl` (2) | model | 0 | int8 dynamic | 0 | 0.50 | 0.500 | 0.250 | 0.250 | 0.250 | 0.00 |",
+        "| `gold.jsonl` (2) | model | 4 | fp32 | 0 | 0.50 | 0.500 | 0.250 | 0.250 | 0.250 | 0.00 |",
     ]
     assert "Saw 2 epochs." in text
 

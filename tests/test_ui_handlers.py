@@ -34,7 +34,7 @@ from tests.fakes import FakeWhazzatLLM
 from tools.base import SearchBackend, SearchOutcome, SearchQuery
 
 NEED = "something to dig food"
-STAGES = ["Rewrite", "Suggest", "Merge", "Search", "Rank"]
+STAGES = ["Rewrite", "Suggest", "Merge", "Search", "Rank"]  # the model alone (tests run without a memory)
 
 
 # --- a Chainlit context that records what would reach the browser -----------------------------------------

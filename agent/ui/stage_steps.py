@@ -20,7 +20,7 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 
 from agent.config import Settings
-from agent.schemas import Listing, Recommendation, Suggestion
+from agent.schemas import Listing, Neighbour, Recommendation, Suggestion
 from agent.ui.cards import escape_text, format_price
 from agent.ui.services import Services
 
@@ -32,11 +32,12 @@ STEP_TITLES: dict[str, str] = {
     "queue": "Wait for another answer",
     "rewrite": "Rewrite",
     "suggest": "Suggest",
-    "dedup": "Merge",
+    "retrieve": "Similar needs",
+    "fuse": "Merge",
     "search": "Search",
     "rank": "Rank",
 }
-CHAIN_STAGES = ("rewrite", "suggest", "dedup", "search", "rank")
+CHAIN_STAGES = ("rewrite", "retrieve", "suggest", "fuse", "search", "rank")
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,9 @@ def snapshot(stage: str, kind: str, state: Any) -> dict[str, Any]:
         return {}
     keys = {
         "rewrite": ("need", "paraphrases", "warnings"),
+        "retrieve": ("neighbours",),
         "suggest": ("proposals",),
-        "dedup": ("suggestions", "paraphrases"),
+        "fuse": ("suggestions", "paraphrases"),
         "search": ("listings", "warnings"),
         "rank": ("listings",),
     }.get(stage, ())
@@ -91,6 +93,18 @@ class StageProgress(BaseCallbackHandler):
 
 
 # --- what each step says ---------------------------------------------------------------------------------
+def why(suggestion: Suggestion, asked: int) -> str:
+    """A short reason for a fused product type: who backs it, in words."""
+    reasons = []
+    if suggestion.votes:
+        reasons.append(f"model {suggestion.votes}/{asked}")
+    if suggestion.neighbours:
+        first = escape_text(suggestion.neighbours[0], 50)
+        more = f" +{len(suggestion.neighbours) - 1}" if len(suggestion.neighbours) > 1 else ""
+        reasons.append(f"like *{first}*{more}")
+    return "; ".join(reasons) or "relevance"
+
+
 def _bullets(items: list[str]) -> str:
     return "\n".join(f"- {item}" for item in items)
 
@@ -105,8 +119,9 @@ def describe(event: StageEvent, settings: Settings) -> str:
             "load": "Loading the language model (once per server; the first time takes a minute)...",
             "queue": "Another chat is using the model; yours is next...",
             "rewrite": f"Asking the model for {settings.paraphrases} other ways to say your need...",
+            "retrieve": "Looking up similar needs I already know...",
             "suggest": "Asking the model which product types answer each phrasing...",
-            "dedup": "Merging duplicate product types and counting votes...",
+            "fuse": "Merging the product types of the model and of similar needs...",
             "search": _describe_search_start(data.get("products", []), settings),
             "rank": "Ranking the listings...",
         }.get(stage, "")
@@ -119,19 +134,34 @@ def describe(event: StageEvent, settings: Settings) -> str:
         if not paraphrases:
             return "No usable rewrite; I will use your words alone." if settings.paraphrases else "Rewrites are off."
         return "Also asking as:\n" + _bullets([escape_text(p, 120) for p in paraphrases])
+    if stage == "retrieve":
+        neighbours = [Neighbour.model_validate(n) if isinstance(n, dict) else n for n in data.get("neighbours") or []]
+        if not neighbours:
+            return "No similar need in memory."
+        return "Similar needs I know:\n" + _bullets(
+            [
+                f"*{escape_text(n.need, 80)}* ({n.similarity:.2f}) → "
+                + ", ".join(escape_text(p, 60) for p in n.products[:5])
+                for n in neighbours
+            ]
+        )
     if stage == "suggest":
         lines = []
         for text, products in data.get("proposals") or []:
             answer = ", ".join(escape_text(p, 60) for p in products) or "(nothing usable)"
             lines.append(f"*{escape_text(text, 80)}* → {answer}")
         return _bullets(lines)
-    if stage == "dedup":
+    if stage == "fuse":
         suggestions = [Suggestion.model_validate(s) for s in data.get("suggestions") or []]
         asked = 1 + len(data.get("paraphrases") or [])
         if not suggestions:
             return "No product type to search for."
-        return "Product types, by votes:\n" + _bullets(
-            [f"{escape_text(s.product, 60)}: {s.votes}/{asked}" for s in suggestions]
+        if all(s.score is None for s in suggestions):
+            return "Product types, by votes:\n" + _bullets(
+                [f"{escape_text(s.product, 60)}: {s.votes}/{asked}" for s in suggestions]
+            )
+        return "Product types, by fused score (model · similar needs · relevance):\n" + _bullets(
+            [f"{escape_text(s.product, 60)}: {s.score:.2f} ({why(s, asked)})" for s in suggestions]
         )
     if stage == "search":
         return _describe_search_end(data, settings)

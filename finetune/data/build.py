@@ -14,8 +14,12 @@ Steps (each explained in finetune/data/README.md):
    or a paraphrase of the other. A linked group always lands in one split, so no test or val need has a
    near-duplicate in train. Groups holding an original test need go to test, and original train needs
    in them are dropped (the seed's own split had 19 such leaks).
-5. The remaining written groups are split about 80/10/10 per area with a fixed seed; small groups fill
-   test and val, big ones go to train.
+5. Splits are sticky: a need already in a committed split stays there when the data grows, and a new need
+   linked to it joins it (a new need that links needs of two different splits is dropped). So a test need
+   never moves into train, and an adapter trained on the old train split is never evaluated on it.
+   ``--fresh`` ignores the committed splits.
+6. The remaining (new) written groups are split about 80/10/10 per area with a fixed seed; small groups
+   fill test and val, big ones go to train.
 
 Deterministic: same sources, same output.
 """
@@ -181,10 +185,27 @@ def near_duplicate_groups(candidates: list[Candidate], need_vectors: np.ndarray)
 # --- splitting ---------------------------------------------------------------------------------------
 
 
+def read_previous_splits(out_dir: Path) -> dict[str, str]:
+    """The split of every need in the committed split files (casefolded need -> split); empty if none."""
+    previous: dict[str, str] = {}
+    for name in SPLITS:
+        path = out_dir / f"{name}.jsonl"
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    previous[json.loads(line)["need"].casefold()] = name
+    return previous
+
+
 def assign_splits(
-    candidates: list[Candidate], groups: list[list[int]], stats: Counter[str]
+    candidates: list[Candidate],
+    groups: list[list[int]],
+    stats: Counter[str],
+    previous: dict[str, str] | None = None,
 ) -> dict[str, list[NeedRecord]]:
-    """Records per split; every near-duplicate group lands whole in one split."""
+    """Records per split; every near-duplicate group lands whole in one split, and a need keeps the split
+    ``previous`` gives it (casefolded need -> split)."""
+    previous = previous or {}
     split_of: dict[int, str] = {}
     free_groups: dict[str, list[list[int]]] = defaultdict(list)  # written-only groups, by area
     held_out: Counter[tuple[str, str]] = Counter()  # (area, split) -> records already there
@@ -192,7 +213,21 @@ def assign_splits(
 
     for group in groups:
         seed_splits = {candidates[i].seed_split for i in group} - {None}
-        if "test" in seed_splits:
+        kept = {previous[key] for i in group if (key := candidates[i].record.need.casefold()) in previous}
+        if len(kept) > 1:
+            # New needs that tie needs of different splits together: keep the old ones where they were.
+            for i in group:
+                if (split := previous.get(candidates[i].record.need.casefold())) is None:
+                    stats["new_dropped_linking_two_splits"] += 1
+                    continue
+                split_of[i] = split
+                held_out[(candidates[i].record.area, split)] += candidates[i].record.source == "written"
+        elif kept:
+            split = kept.pop()
+            for i in group:
+                split_of[i] = split
+                held_out[(candidates[i].record.area, split)] += candidates[i].record.source == "written"
+        elif "test" in seed_splits:
             for i in group:
                 if candidates[i].seed_split == "train":  # too close to an original test need
                     stats["seed_train_dropped_near_seed_test"] += 1
@@ -236,11 +271,13 @@ def max_cross_similarity(held_out: list[int], train: list[int], need_vectors: np
 
 
 def build(
-    seed_dir: Path, sources_dir: Path, out_dir: Path
+    seed_dir: Path, sources_dir: Path, out_dir: Path, fresh: bool = False
 ) -> tuple[dict[str, list[NeedRecord]], Counter[str], list[str]]:
-    """Build and write every split; returns the splits, the counts and the problems found in sources."""
+    """Build and write every split; returns the splits, the counts and the problems found in sources.
+    Needs already in ``out_dir``'s splits keep their split unless ``fresh``."""
     from agent.embeddings import embed
 
+    previous = {} if fresh else read_previous_splits(out_dir)
     stats: Counter[str] = Counter()
     problems: list[str] = []
     candidates = load_seed(seed_dir, stats) + load_written(sources_dir, stats, problems)
@@ -250,7 +287,7 @@ def build(
     infer_seed_areas(candidates, need_vectors)
     groups = near_duplicate_groups(candidates, need_vectors)
     stats["near_duplicate_groups_of_2_or_more"] = sum(len(g) > 1 for g in groups)
-    splits = assign_splits(candidates, groups, stats)
+    splits = assign_splits(candidates, groups, stats, previous)
 
     index = {c.record.need: i for i, c in enumerate(candidates)}
     train = [index[r.need] for r in splits["train"]]
@@ -306,8 +343,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed-dir", type=Path, default=DEFAULT_SEED_DIR, help="the original data folder")
     parser.add_argument("--sources-dir", type=Path, default=SOURCES_DIR)
     parser.add_argument("--out-dir", type=Path, default=DATA_DIR)
+    parser.add_argument(
+        "--fresh", action="store_true", help="ignore the committed splits (test needs may move into train)"
+    )
     args = parser.parse_args(argv)
-    splits, stats, problems = build(args.seed_dir, args.sources_dir, args.out_dir)
+    splits, stats, problems = build(args.seed_dir, args.sources_dir, args.out_dir, fresh=args.fresh)
     print_report(splits, stats, problems)
 
 
