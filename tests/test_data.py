@@ -32,24 +32,24 @@ def need_vectors(splits):
 
 def test_size_and_breadth(splits) -> None:
     records = splits["train"] + splits["val"] + splits["test"]
-    assert len(records) >= 2000
-    assert len({r.area for r in records}) >= 30
+    assert len(records) >= 8000
+    assert len({r.area for r in records}) >= 60
     assert len({r.need.lower() for r in records}) == len(records), "a need appears twice"
     for name in ("train", "val", "test"):
         areas = Counter(r.area for r in splits[name] if r.source == "written")
-        assert len(areas) >= 30, f"{name} covers only {len(areas)} areas"
+        assert len(areas) >= 60, f"{name} covers only {len(areas)} areas"
 
 
-def test_written_records_have_3_to_6_products(splits) -> None:
+def test_written_records_have_4_to_8_products(splits) -> None:
     for records in splits.values():
         for record in records:
-            low = 3 if record.source == "written" else 2
-            assert low <= len(record.products) <= 6, record
+            low = 4 if record.source == "written" else 2
+            assert low <= len(record.products) <= 8, record
 
 
 def test_paraphrase_pairs_present(splits) -> None:
     records = splits["train"] + splits["val"] + splits["test"]
-    assert sum(3 <= len(r.paraphrases) <= 5 for r in records) >= 300
+    assert sum(3 <= len(r.paraphrases) <= 5 for r in records) >= 1500
 
 
 def test_seed_test_split_is_the_original_61_and_test_only(splits) -> None:
@@ -69,14 +69,15 @@ def test_no_held_out_need_is_a_near_duplicate_of_a_train_need(need_vectors, held
 def test_schema_rejects_what_the_rules_forbid() -> None:
     good = {
         "need": "my wrists hurt when typing",
-        "products": ["wrist rest", "ergonomic keyboard", "vertical mouse"],
+        "products": ["wrist rest", "ergonomic keyboard", "vertical mouse", "keyboard tray"],
         "paraphrases": [],
         "area": "office_work_from_home",
         "source": "written",
     }
     NeedRecord.model_validate(good)
     for bad in (
-        {"products": ["wrist rest", "vertical mouse"]},  # written: at least 3
+        {"products": ["wrist rest", "vertical mouse", "keyboard tray"]},  # written: at least 4
+        {"products": [f"product {n}" for n in range(9)]},  # at most 8
         {"products": ["Wrist Rest", "ergonomic keyboard", "vertical mouse"]},  # not lowercase
         {"products": ["wrist rest", "logitech mouse", "ergonomic keyboard"]},  # a brand
         {"need": "wrists"},  # too short
@@ -110,3 +111,29 @@ def test_seed_line_parser_handles_the_raw_file_formats() -> None:
     # a typographic closing quote, and a line cut off mid-item (its fragment is dropped)
     assert parse_dataset_line('"a salad","salad bowl, serve tongs\u201d')[1] == ["salad bowl", "serve tongs"]
     assert parse_dataset_line('"tikka masala","curry pot, tikka')[1] == ["curry pot"]
+
+
+def test_splits_are_sticky_when_the_data_grows() -> None:
+    from collections import Counter as Count
+
+    from finetune.data.build import Candidate, assign_splits
+
+    def written(need: str) -> Candidate:
+        products = ["wrist rest", "ergonomic keyboard", "vertical mouse", "keyboard tray"]
+        return Candidate(NeedRecord(need=need, products=products, area="office", source="written"))
+
+    old_test, old_train, new_alone, new_near_test, new_bridge = (
+        written(f"{word} need about typing at work") for word in ("first", "second", "third", "fourth", "fifth")
+    )
+    candidates = [old_test, old_train, new_alone, new_near_test, new_bridge]
+    previous = {old_test.record.need.casefold(): "test", old_train.record.need.casefold(): "train"}
+    # new_near_test is linked to the old test need; new_bridge links an old test and an old train need
+    groups = [[0, 3], [1], [2]]
+    stats: Count[str] = Count()
+    splits = assign_splits(candidates, groups, stats, previous)
+    assert old_test.record in splits["test"] and new_near_test.record in splits["test"]
+    assert old_train.record in splits["train"]
+
+    bridged = assign_splits(candidates, [[0, 1, 4], [2], [3]], Count(), previous)
+    assert old_test.record in bridged["test"] and old_train.record in bridged["train"]
+    assert all(new_bridge.record not in records for records in bridged.values())  # dropped, not moved

@@ -214,7 +214,14 @@ def assign_splits(
     for group in groups:
         seed_splits = {candidates[i].seed_split for i in group} - {None}
         kept = {previous[key] for i in group if (key := candidates[i].record.need.casefold()) in previous}
-        if len(kept) > 1:
+        if "test" in seed_splits:
+            for i in group:
+                if candidates[i].seed_split == "train":  # too close to an original test need
+                    stats["seed_train_dropped_near_seed_test"] += 1
+                    continue
+                split_of[i] = "test"
+                held_out[(candidates[i].record.area, "test")] += candidates[i].record.source == "written"
+        elif len(kept) > 1:
             # New needs that tie needs of different splits together: keep the old ones where they were.
             for i in group:
                 if (split := previous.get(candidates[i].record.need.casefold())) is None:
@@ -227,13 +234,6 @@ def assign_splits(
             for i in group:
                 split_of[i] = split
                 held_out[(candidates[i].record.area, split)] += candidates[i].record.source == "written"
-        elif "test" in seed_splits:
-            for i in group:
-                if candidates[i].seed_split == "train":  # too close to an original test need
-                    stats["seed_train_dropped_near_seed_test"] += 1
-                    continue
-                split_of[i] = "test"
-                held_out[(candidates[i].record.area, "test")] += candidates[i].record.source == "written"
         elif seed_splits:
             split_of.update({i: "train" for i in group})
         else:

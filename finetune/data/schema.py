@@ -20,8 +20,8 @@ from finetune.data.clean import has_brand
 
 MIN_NEED_WORDS, MAX_NEED_WORDS = 3, 20
 MIN_PRODUCT_WORDS, MAX_PRODUCT_WORDS = 1, 6
-#: Written records carry 3-6 products; the original data mostly has 2 per need, so seed records may.
-MIN_PRODUCTS_WRITTEN, MIN_PRODUCTS_SEED, MAX_PRODUCTS = 3, 2, 6
+#: Written records carry 4-8 products; the original data mostly has 2 per need, so seed records may.
+MIN_PRODUCTS_WRITTEN, MIN_PRODUCTS_SEED, MAX_PRODUCTS = 4, 2, 8
 MAX_PARAPHRASES = 5
 
 Source = Literal["seed", "written"]
