@@ -218,16 +218,16 @@ class NeedMemory:
         ]
 
     def add(self, rows: Sequence[MemoryRow]) -> int:
-        """Store ``rows`` now (searchable at once) and append them to the user rows file, so they stay."""
+        """Store ``rows`` now (searchable at once) and append them to the user rows file, so they stay.
+        Returns how many rows were new (a row already there is not stored twice)."""
         import numpy as np
 
         if not rows:
             return 0
         vectors = np.asarray(self.embeddings.embed_documents([row.need for row in rows]), dtype=np.float32)
-        if self.user_file is not None:
-            append_rows(self.user_file, rows)
-        _store_rows(self.store, rows, vectors)
-        return len(rows)
+        new = append_rows(self.user_file, rows) if self.user_file is not None else len(rows)
+        _store_rows(self.store, rows, vectors)  # ids are stable: a row already stored is replaced, not doubled
+        return new
 
     def stats(self) -> MemoryStats:
         from collections import Counter
@@ -248,14 +248,27 @@ class NeedMemory:
         )
 
 
-def append_rows(path: Path, rows: Sequence[MemoryRow]) -> None:
-    """Append rows to a JSONL file, whole lines only, flushed to disk (safe with several writers in-process)."""
+def append_rows(path: Path, rows: Sequence[MemoryRow]) -> int:
+    """Append the rows the file does not hold yet, whole lines only, flushed to disk (safe with several
+    writers in-process); returns how many were new. A row liked twice is stored once."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join(row.model_dump_json() + "\n" for row in rows)
-    with _append_lock, path.open("a", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+    with _append_lock:
+        held = {row.row_id for row in _read_source(SourceFile(path, None), path.read_bytes())} if path.is_file() else set()
+        new = [row for row in {row.row_id: row for row in rows}.values() if row.row_id not in held]
+        if new:
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write("".join(row.model_dump_json() + "\n" for row in new))
+                handle.flush()
+                os.fsync(handle.fileno())
+    return len(new)
+
+
+def remember(home: Path, rows: Sequence[MemoryRow], memory: NeedMemory | None = None) -> int:
+    """Keep ``rows`` in the user's memory: in ``memory`` now when one is loaded (searchable at once),
+    else in the rows file, read by the next memory built. Returns how many rows were new."""
+    if memory is not None and memory.user_file is not None:
+        return memory.add(rows)
+    return append_rows(user_rows_path(home), rows)
 
 
 def _metadata(row: MemoryRow) -> dict[str, str]:

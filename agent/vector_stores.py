@@ -62,7 +62,9 @@ class MatrixVectorStore(InMemoryVectorStore):
         if self._matrix is None or len(self._rows) != len(self.store):
             self._rows = list(self.store.values())
             vectors = [row["vector"] for row in self._rows]
-            self._matrix = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
+            self._matrix = (
+                np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1) if vectors else np.zeros((0, 0), np.float32)
+            )
         return self._matrix
 
     def search_many(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:

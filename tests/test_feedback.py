@@ -116,3 +116,11 @@ def test_feedback_export_command(isolated_home: Path, tmp_path: Path) -> None:
     assert done.exit_code == 0, done.output
     assert "Wrote 1 training rows" in done.output
     assert json.loads(out.read_text(encoding="utf-8"))["products"] == ["garden trowel", "hand rake"]
+    # ... and the rows join the need memory, once however often the export runs
+    from agent.memory import read_rows_file, user_rows_path
+
+    assert "Added 1 new rows to the need memory" in done.output
+    again = runner.invoke(app, ["feedback", "export", str(out)])
+    assert "Added 0 new rows" in again.output
+    [row] = read_rows_file(user_rows_path(isolated_home))
+    assert (row.need, row.source) == (NEED, "feedback")

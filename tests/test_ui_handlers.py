@@ -335,6 +335,26 @@ async def test_votes_and_comments_are_appended_to_the_feedback_file(shop: FakeSh
     assert chat.emitter.toasts
 
 
+async def test_a_thumbs_up_teaches_the_shared_memory_at_once(shop: FakeShop, isolated_home) -> None:  # noqa: ANN001
+    from agent.memory import build_memory
+    from tests.fakes import WordEmbeddings
+
+    Chat()
+    memory = build_memory(isolated_home, splits=(), embeddings=WordEmbeddings())
+    services = make_services(shop, memory_mode="fused")
+    services._memory = memory
+    await handlers.handle_message(NEED, services)
+    state = get_state()
+    assert state is not None and state.current is not None
+    assert memory.search([NEED], 1) == [[]]  # nothing known yet
+
+    assert await handlers.record_verdict(state.current.id, "up", services)
+    [[known]] = memory.search([NEED], 1)
+    assert known.need == NEED and known.source == "feedback" and "garden trowel" in known.products
+    assert await handlers.record_verdict(state.current.id, "up", services)  # liked twice: stored once
+    assert memory.stats().rows == 1
+
+
 async def test_an_empty_comment_writes_nothing(shop: FakeShop) -> None:
     Chat()
     services = make_services(shop)

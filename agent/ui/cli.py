@@ -89,7 +89,8 @@ def ui(
 def feedback_export(
     out: Annotated[Path, typer.Argument(help="JSONL file to write, e.g. finetune/data/feedback.jsonl.")],
 ) -> None:
-    """Turn the thumbs-up answers of the UI's feedback into training rows for the finetune command.
+    """Turn the thumbs-up answers of the UI's feedback into training rows for the finetune command, and
+    add them to the need memory (used by the next question, no retraining needed).
 
     \b
     Each row is {"need", "products", "paraphrases": []}, the format of finetune/data/train.jsonl:
@@ -112,6 +113,15 @@ def feedback_export(
     skipped = f"; {summary.skipped_lines} unreadable lines skipped" if summary.skipped_lines else ""
     typer.echo(f"Wrote {summary.rows} training rows to {out} from {summary.liked} liked of "
                f"{summary.answers} rated answers{skipped}.", err=True)
+    from agent.memory import MemoryDataError, MemoryRow, read_rows_file, remember
+
+    try:
+        rows = [MemoryRow(need=r.need, products=r.products, source="feedback") for r in read_rows_file(out)]
+        added = remember(get_settings().home_dir, rows)
+    except (MemoryDataError, OSError) as error:
+        typer.echo(f"Error: the rows were written but not added to the need memory: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"Added {added} new rows to the need memory.", err=True)
 
 
 feedback_app = typer.Typer(help="Work with the feedback users gave in the chat UI.", no_args_is_help=True)

@@ -19,7 +19,7 @@ import chainlit as cl
 
 from agent.config import Settings
 from agent.errors import InputError, ModelLoadError, WhazzatError
-from agent.feedback import FeedbackRecord, Verdict, append_feedback, feedback_path
+from agent.feedback import MAX_TRAINING_PRODUCTS, FeedbackRecord, Verdict, append_feedback, feedback_path
 from agent.schemas import Listing, Recommendation
 from agent.ui.cards import escape_text, format_price, link, render_answer
 from agent.ui.chat_settings import ChatPreferences, SettingsError, check_backend, effective, widgets
@@ -289,6 +289,19 @@ def _record(answer: ShownAnswer, services: Services, *, verdict: Verdict | None,
         settings=answer.settings,
     )
     append_feedback(record, feedback_path(services.settings.home_dir))
+    if verdict == "up":
+        _remember(answer, services)
+
+
+def _remember(answer: ShownAnswer, services: Services) -> None:
+    """A liked answer becomes a known need at once: the next chat that asks something close sees it."""
+    from agent.memory import MemoryRow, remember
+
+    products = [s.product for s in answer.suggestions][:MAX_TRAINING_PRODUCTS]
+    if not products:
+        return
+    row = MemoryRow(need=answer.need, products=products, source="feedback")
+    remember(services.settings.home_dir, [row], services.memory(services.settings))
 
 
 async def record_verdict(answer_id: Any, verdict: Verdict, services: Services) -> bool:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from agent.config import Settings, get_settings
 
 if TYPE_CHECKING:
+    from agent.memory import NeedMemory
     from langchain_core.language_models import BaseLanguageModel
     from langchain_core.runnables import Runnable
 
@@ -39,8 +40,10 @@ class Services:
         backend_factory: BackendFactory | None = None,
         similarity: Similarity | None = None,
         relevance: RelevanceFn | None = None,
+        memory: NeedMemory | None = None,
     ) -> None:
         self._settings = settings
+        self._memory = memory
         self._llm = llm
         self._backend_factory = backend_factory
         self._similarity = similarity
@@ -69,9 +72,20 @@ class Services:
                 from agent.chain import build_chain
 
                 self._chains[key] = build_chain(
-                    settings, llm=self._llm, backend=self._backend_unlocked(settings), similarity=self._similarity
+                    settings, llm=self._llm, backend=self._backend_unlocked(settings), similarity=self._similarity,
+                    memory=self.memory(settings),
                 )
             return self._chains[key]
+
+    def memory(self, settings: Settings) -> NeedMemory | None:
+        """The need memory every chat shares (None when the model answers alone). Blocking on first use."""
+        if settings.memory_mode == "model":
+            return None
+        if self._memory is None:
+            from agent.memory import default_memory
+
+            self._memory = default_memory(settings)
+        return self._memory
 
     def backend(self, settings: Settings) -> SearchBackend:
         """The search backend for ``settings`` (shared, so its cache and call budget are shared too)."""
