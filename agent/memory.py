@@ -351,7 +351,7 @@ def build_memory(
     collection: str = "whazzat-needs",
 ) -> NeedMemory:
     """A memory of the chosen shipped splits (and the user's rows), embedded or on a Chroma server."""
-    from agent.vector_stores import MatrixVectorStore, chroma_store, count_rows
+    from agent.vector_stores import MatrixVectorStore, chroma_store, missing_ids
 
     if embeddings is None:
         from agent.embeddings import get_langchain_embeddings
@@ -367,11 +367,13 @@ def build_memory(
         rows = _read_source(source, raw)
         if rows:
             loaded.append((rows, _cached_vectors(source, raw, rows, cache_dir, embeddings)))
-    total = sum(len(rows) for rows, _ in loaded)
-    # A shared server already holding every row (another worker seeded it) is not written to again.
-    if not url or count_rows(store) < total:
-        for rows, vectors in loaded:
-            _store_rows(store, rows, vectors)
+    # Only the rows the store lacks are written: a shared server another worker seeded is not written
+    # to again, and rows that only this worker's file holds still reach it.
+    missing = missing_ids(store, [row.row_id for rows, _ in loaded for row in rows])
+    for rows, vectors in loaded:
+        keep = [i for i, row in enumerate(rows) if row.row_id in missing]
+        if keep:
+            _store_rows(store, [rows[i] for i in keep], vectors[keep])
     user_file = user_rows_path(home) if include_user else None
     return NeedMemory(store, embeddings, user_file, label=url or "embedded")
 

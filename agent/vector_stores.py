@@ -128,9 +128,29 @@ def add_embedded(
         store.add_embedded(texts, vectors, metadatas, ids)
         return
     collection = store._collection  # Chroma: upsert with our vectors, no second embedding pass
-    collection.upsert(
-        ids=list(ids), embeddings=[list(map(float, v)) for v in vectors], documents=list(texts), metadatas=list(metadatas)
-    )
+    ids, texts, metadatas = list(ids), list(texts), list(metadatas)
+    if not (len(ids) == len(texts) == len(metadatas) == len(vectors)):
+        raise ValueError("add_embedded needs one text, vector, metadata and id per row")
+    # The server refuses a request over its batch limit (5461 rows for chromadb 1.5; the shipped train
+    # split alone is larger), so the rows go up in chunks it accepts.
+    step = _chroma_batch_limit(store)
+    for start in range(0, len(ids), step):
+        end = start + step
+        collection.upsert(
+            ids=ids[start:end],
+            embeddings=[list(map(float, v)) for v in vectors[start:end]],
+            documents=texts[start:end],
+            metadatas=metadatas[start:end],
+        )
+
+
+def _chroma_batch_limit(store: VectorStore, fallback: int = 1000) -> int:
+    """The most rows the Chroma server takes in one request (``fallback`` when it cannot say)."""
+    try:
+        limit = int(store._client.get_max_batch_size())
+    except Exception:  # noqa: BLE001 - an older or unusual client: stay well under any server's limit
+        return fallback
+    return limit if limit > 0 else fallback
 
 
 def search_by_vectors(store: VectorStore, vectors: np.ndarray, k: int) -> list[list[Hit]]:
@@ -140,6 +160,8 @@ def search_by_vectors(store: VectorStore, vectors: np.ndarray, k: int) -> list[l
     collection = store._collection  # Chroma: one query call for the whole batch
     if len(vectors) == 0:
         return []
+    if k <= 0:  # the server refuses n_results=0
+        return [[] for _ in range(len(vectors))]
     result = collection.query(
         query_embeddings=[list(map(float, v)) for v in vectors],
         n_results=k,
@@ -156,6 +178,18 @@ def search_by_vectors(store: VectorStore, vectors: np.ndarray, k: int) -> list[l
             ]
         )
     return found
+
+
+def missing_ids(store: VectorStore, ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` the store does not hold yet (a shared server may hold rows another worker added)."""
+    if isinstance(store, InMemoryVectorStore):
+        return {row_id for row_id in ids if row_id not in store.store}
+    ids = list(ids)
+    held: set[str] = set()
+    step = _chroma_batch_limit(store)
+    for start in range(0, len(ids), step):
+        held.update(store._collection.get(ids=ids[start : start + step], include=[])["ids"])
+    return set(ids) - held
 
 
 def count_rows(store: VectorStore) -> int:

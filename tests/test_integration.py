@@ -64,3 +64,27 @@ def test_cli_ask_json_on_the_real_model(embedded_home: Path, monkeypatch: pytest
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert Recommendation.model_validate(data).suggestions
+
+
+def test_grounded_chain_with_the_real_memory_on_original_test_needs(embedded_home: Path) -> None:
+    """The default chain as users get it: the real model, grounded by the real need memory (the shipped
+    dataset, MiniLM), on needs of the original project's test split. Structure only, not exact words."""
+    from finetune.eval import load_items
+
+    repo = Path(__file__).resolve().parent.parent
+    needs = [item.need for item in load_items(repo / "finetune" / "data" / "seed_test.jsonl", limit=3)]
+    chain = build_chain(home=embedded_home, paraphrases=2, backend="links", memory_mode="fused")
+    results = chain.batch(needs)
+    assert [r.need for r in results] == needs
+    for result in results:
+        assert 1 <= len(result.neighbours) <= 5
+        assert all(-1.0 <= n.similarity <= 1.0 and n.products and n.query for n in result.neighbours)
+        assert [n.similarity for n in result.neighbours] == sorted((n.similarity for n in result.neighbours), reverse=True)
+        assert 3 <= len(result.suggestions) <= 8
+        scores = [s.score for s in result.suggestions]
+        assert all(score is not None for score in scores) and scores == sorted(scores, reverse=True)
+        for suggestion in result.suggestions:
+            assert set(suggestion.score_parts) == {"model", "memory", "relevance"}
+            assert suggestion.votes or suggestion.neighbours  # every type is backed by the model or the memory
+            assert set(suggestion.neighbours) <= {n.need for n in result.neighbours}
+        assert "retrieve" in result.timings

@@ -1,0 +1,175 @@
+"""Tune the fusion's weights and threshold on val (never on test).
+
+    python -m finetune.tune_fusion finetune/data/val.jsonl [--limit N] [--json]
+
+The chain runs once over the needs (grounded + fused, rewriting on, memory of the splits before val:
+train only), keeping every fused type with its raw parts (each weight 1, no threshold). The weights are
+then searched offline on a grid: each setting re-ranks the same candidates, drops the types under the
+threshold (keeping ``min_products``), and scores the top 5 against gold. The objective is hit@5 +
+precision@5 (one-to-one). The best setting is printed as ``WHAZZAT_FUSION_*`` lines to copy into the
+defaults in ``agent/config.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from agent.dedup import normalize_product
+from finetune.metrics import MATCH_COSINE, TOP_K, match_pairs
+
+MODEL_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+MEMORY_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
+RELEVANCE_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
+THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
+
+PARTS = ("model", "memory", "relevance")
+
+
+class Candidate(BaseModel):
+    product: str
+    parts: dict[str, float]
+    first_seen: int
+
+
+class TuneRow(BaseModel):
+    model: float
+    memory: float
+    relevance: float
+    min_score: float
+    hit_at_5: float
+    precision_at_5: float
+    types_shown: float
+
+
+def rank(candidates: Sequence[Candidate], weights: dict[str, float], min_score: float, min_products: int) -> list[str]:
+    """The types shown for one need under ``weights``: the fusion's own ranking and threshold rule."""
+    scored = sorted(
+        candidates, key=lambda c: (-sum(weights[p] * c.parts.get(p, 0.0) for p in PARTS), c.first_seen)
+    )
+    scores = [sum(weights[p] * c.parts.get(p, 0.0) for p in PARTS) for c in scored]
+    keep = max(min_products, sum(1 for s in scores if s >= min_score))
+    return [c.product for c in scored[:keep]]
+
+
+def search_grid(
+    candidates: Sequence[Sequence[Candidate]],
+    matches: Sequence[dict[str, set[int]]],
+    golds: Sequence[Sequence[str]],
+    min_products: int,
+) -> list[TuneRow]:
+    """Every grid setting's hit@5, precision@5 and types shown, best objective first."""
+    import numpy as np
+
+    rows = []
+    for model, memory, relevance, threshold in itertools.product(
+        MODEL_WEIGHTS, MEMORY_WEIGHTS, RELEVANCE_WEIGHTS, THRESHOLDS
+    ):
+        if model == memory == relevance == 0.0:
+            continue
+        weights = {"model": model, "memory": memory, "relevance": relevance}
+        hits, precisions, shown = [], [], []
+        for need_candidates, need_matches, gold in zip(candidates, matches, golds, strict=True):
+            ranked = rank(need_candidates, weights, threshold, min_products)
+            top = ranked[:TOP_K]
+            similarity = np.zeros((len(top), len(gold)))
+            for i, product in enumerate(top):
+                for j in need_matches.get(product, ()):
+                    similarity[i, j] = 1.0
+            pairs = match_pairs(top, gold, similarity)
+            hits.append(1.0 if pairs else 0.0)
+            precisions.append(len(pairs) / len(top) if top else 0.0)
+            shown.append(len(ranked))
+        rows.append(
+            TuneRow(
+                model=model, memory=memory, relevance=relevance, min_score=threshold,
+                hit_at_5=round(statistics.fmean(hits), 4),
+                precision_at_5=round(statistics.fmean(precisions), 4),
+                types_shown=round(statistics.fmean(shown), 2),
+            )
+        )
+    rows.sort(key=lambda r: -(r.hit_at_5 + r.precision_at_5))
+    return rows
+
+
+def gold_matches(products: Sequence[str], gold: Sequence[str], embed) -> dict[str, set[int]]:  # noqa: ANN001
+    """For each candidate type, the gold types it may match (equal normalised names or cosine >= 0.75)."""
+    if not products:
+        return {}
+    similarity = embed(list(products)) @ embed(list(gold)).T
+    keys = [normalize_product(g) for g in gold]
+    return {
+        product: {j for j in range(len(gold)) if normalize_product(product) == keys[j] or similarity[i, j] >= MATCH_COSINE}
+        for i, product in enumerate(products)
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("data", type=Path, help="val data (JSONL with need and products); never test")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N needs")
+    parser.add_argument("--json", action="store_true", help="print every grid row as JSON")
+    args = parser.parse_args(argv)
+
+    from agent.chain import build_chain
+    from agent.config import get_settings
+    from agent.embeddings import embed
+    from agent.memory import build_memory
+    from finetune.ablation import memory_splits_for
+    from finetune.eval import DataError, load_items
+
+    try:
+        items = load_items(args.data, args.limit)
+    except DataError as error:
+        sys.exit(f"error: {error}")
+    splits = memory_splits_for(items)
+    if splits == ["train", "val"]:  # the needs come from the test split
+        sys.exit("error: these needs are in the test split; tune on val, never on test")
+    settings = get_settings(
+        memory_mode="fused", fusion_model_weight=1.0, fusion_memory_weight=1.0, fusion_relevance_weight=1.0,
+        fusion_min_score=0.0, max_products=20, backend="links",
+    )
+    memory = build_memory(settings.home_dir, splits=splits, include_user=False)
+    chain = build_chain(settings, memory=memory)
+    from tqdm import tqdm
+
+    with tqdm(total=len(items), desc="answering val", unit="need", file=sys.stderr) as bar:
+        predictions = _raw_candidates([item.need for item in items], chain, bar)
+    golds = [item.products for item in items]
+    matches = [gold_matches([c.product for c in cands], gold, embed) for cands, gold in zip(predictions, golds, strict=True)]
+    rows = search_grid(predictions, matches, golds, settings.min_products)
+    if args.json:
+        print(json.dumps({"data": str(args.data), "needs": len(items), "memory_splits": splits,
+                          "rows": [r.model_dump() for r in rows]}))
+        return
+    best = rows[0]
+    print(f"{args.data}: {len(items)} needs, memory of {', '.join(splits)}; best of {len(rows)} settings:")
+    for row in rows[:10]:
+        print(f"  model {row.model:<4} memory {row.memory:<4} relevance {row.relevance:<4} min_score {row.min_score:<4}"
+              f" -> hit@5 {row.hit_at_5:.3f}  precision@5 {row.precision_at_5:.3f}  types shown {row.types_shown:.1f}")
+    print(f"WHAZZAT_FUSION_MODEL_WEIGHT={best.model}\nWHAZZAT_FUSION_MEMORY_WEIGHT={best.memory}\n"
+          f"WHAZZAT_FUSION_RELEVANCE_WEIGHT={best.relevance}\nWHAZZAT_FUSION_MIN_SCORE={best.min_score}")
+
+
+def _raw_candidates(needs: list[str], chain, bar) -> list[list[Candidate]]:  # noqa: ANN001
+    """Each need's fused types with their raw parts (every weight is 1 in the run's settings)."""
+    found: list[list[Candidate]] = []
+    batch = 8
+    for start in range(0, len(needs), batch):
+        for result in chain.batch(needs[start : start + batch]):
+            found.append(
+                [Candidate(product=s.product, parts=s.score_parts, first_seen=i) for i, s in enumerate(result.suggestions)]
+            )
+        bar.update(len(needs[start : start + batch]))
+    return found
+
+
+if __name__ == "__main__":
+    main()
