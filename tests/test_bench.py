@@ -1,7 +1,8 @@
 """``whazzat bench`` on a tiny random Llama: behaviour only, never timings.
 
 The whole bench runs once (module fixture, a child process like a user's) on 2 needs with a 0.01 s Axesso
-delay and must print exactly one JSON object with every figure present. The other tests check the parts:
+delay and must print exactly one JSON object with every figure present; a second, partial run adds a
+``--compare-set`` reference and must report its latency too. The other tests check the parts:
 the bound's arithmetic, the baseline's way of working, the fake Axesso, and that the fast settings give
 the same greedy answers as the slow ones where they should (merged vs unmerged adapter, batched vs alone).
 """
@@ -57,17 +58,23 @@ def tiny_settings(tiny: tuple[Path, Path], **overrides: object):
 
 
 # --- the whole bench, as a user runs it -----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def bench_run(
-    tiny: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
-) -> tuple[subprocess.CompletedProcess, Path]:
-    root = tmp_path_factory.mktemp("bench-run")
+def _child_env(root: Path) -> dict[str, str]:
+    """A user's environment: no WHAZZAT_ variables (so no conftest memory_mode: the runs --set it) or key."""
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith("WHAZZAT_") and key not in ("RAPIDAPI_KEY",)
     }
     env["WHAZZAT_HOME"] = str(root / "home")
+    return env
+
+
+@pytest.fixture(scope="module")
+def bench_run(
+    tiny: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[subprocess.CompletedProcess, Path]:
+    root = tmp_path_factory.mktemp("bench-run")
+    env = _child_env(root)
     out = root / "bench.json"
     command = [
         sys.executable,
@@ -90,6 +97,8 @@ def bench_run(
         "paraphrases=1",
         "--set",
         "semantic_dedup=false",
+        "--set",
+        "memory_mode=model",  # the model alone: the default memory would embed the whole dataset
         "--decode-tokens",
         "8",
         "--bandwidth-mb",
@@ -109,6 +118,7 @@ def test_bench_prints_one_json_object_with_every_figure(bench_run) -> None:
     result = BenchResult.model_validate(data)  # every field of the right type
     assert json.loads(out.read_text()) == data  # --out holds the same object
     assert result.skipped == [] and result.quality is None
+    assert result.reference is None  # no --compare-set: no reference timed
     assert result.needs.count == 2 and result.needs.axesso_delay_s == 0.01
     assert result.needs.batch_count == 3  # --batch-n: only whazzat's batch runs take the larger sample
     assert "--batch-n 3" in result.command
@@ -134,6 +144,53 @@ def test_bench_prints_one_json_object_with_every_figure(bench_run) -> None:
     assert result.settings["whazzat"]["adapter_merged"] is True
     assert "RAPIDAPI_KEY" not in done.stdout and "whazzat-bench-fake-key" not in done.stdout
     assert result.bench_peak_rss_mb > 0 and result.machine.logical_cores >= 1
+
+
+@pytest.fixture(scope="module")
+def compare_run(
+    tiny: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> subprocess.CompletedProcess:
+    """The links phase only, with a reference that differs in paraphrases (and so shares the loaded model)."""
+    root = tmp_path_factory.mktemp("bench-compare")
+    command = [sys.executable, "-m", "agent.bench", "--model", str(tiny[0]), "--adapter", str(tiny[1])]
+    command += ["--n", "2", "--json", "--set", "paraphrases=1", "--set", "semantic_dedup=false"]
+    command += ["--set", "memory_mode=model", "--compare-set", "paraphrases=0"]
+    for part in ("load", "cli", "rss", "axesso", "decode"):
+        command += ["--skip", part]
+    env = _child_env(root)
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
+
+
+def test_compare_set_times_the_reference_right_after_whazzat(compare_run, capsys, monkeypatch) -> None:
+    from agent.bench.figures import print_table
+
+    monkeypatch.setenv("COLUMNS", "200")  # rich would wrap the row's label at its default 80 columns
+    assert compare_run.returncode == 0, compare_run.stderr[-2000:]
+    result = BenchResult.model_validate_json(compare_run.stdout)
+    reference = result.reference
+    assert reference is not None and reference.settings == {"paraphrases": 0}  # only what differs
+    assert reference.shares_model is True  # same model settings: whazzat's loaded model, no second load
+    assert len(reference.latency_links.per_need_s) == 2 and reference.latency_links.p50_s >= 0
+    assert reference.whazzat_p50_over_reference_p50 > 0 and reference.products_per_need >= 0
+    assert "--compare-set paraphrases=0" in result.command
+    assert result.quality is not None  # --compare-set still implies --quality
+    stderr = compare_run.stderr
+    assert stderr.index("whazzat: 2 needs one after another, links") < stderr.index("reference: 2 needs")
+    assert stderr.index("reference: 2 needs") < stderr.index("whazzat: batch mode")
+    print_table(result)  # the table shows it as a row under whazzat's own p50
+    table = capsys.readouterr().out
+    assert "reference paraphrases=0" in table and "p50 latency per need, links" in table
+
+
+def test_a_reference_with_other_model_settings_loads_its_own(tiny: tuple[Path, Path]) -> None:
+    from agent.bench.runner import _reference_latency
+    from agent.llm import load_llm
+
+    settings = tiny_settings(tiny, paraphrases=0, max_new_tokens_suggest=16)
+    reference = tiny_settings(tiny, paraphrases=0, max_new_tokens_suggest=16, quantize="int8")
+    timed = _reference_latency(NEEDS[:2], settings, reference, load_llm(settings), 1.0, lambda message: None)
+    assert timed.shares_model is False and timed.settings == {"quantize": "int8"}
+    assert len(timed.latency_links.per_need_s) == 2 and timed.whazzat_p50_over_reference_p50 > 0
 
 
 def test_hardware_bound_is_positive(bench_run) -> None:

@@ -4,6 +4,7 @@
     whazzat bench --n 100 --json --out bench.json   # one JSON object on stdout (and in bench.json)
     whazzat bench --set quantize=int8 --set rewrite_strategy=parallel    # measure levers
     whazzat bench --set quantize=int8 --quality --compare-set quantize=none   # and their quality
+    whazzat bench --compare-set memory_mode=model    # the default's latency against the model alone
     whazzat bench --skip load --skip rss --delay 0.2                     # a quicker partial run
 
 Light to import (typer and pydantic only): torch and the models load inside the command. Register with
@@ -167,7 +168,8 @@ def bench(
         list[str] | None,
         typer.Option(
             "--compare-set",
-            help="KEY=VALUE of the quality reference, on top of --set (repeatable); implies --quality.",
+            help="KEY=VALUE of a reference, on top of --set (repeatable): its links latency is timed "
+            "right after whazzat's (a table row, 'reference' in the JSON); implies --quality.",
         ),
     ] = None,
     skip: Annotated[

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 2  # 2: needs.batch_count (--batch-n)
+SCHEMA_VERSION = 3  # 2: needs.batch_count (--batch-n); 3: reference (--compare-set latency)
 
 
 class _Strict(BaseModel):
@@ -139,6 +139,23 @@ class Quality(_Strict):
     precision_at_5_delta_points: float
 
 
+class ReferenceLatency(_Strict):
+    """Whazzat's chain under the ``--compare-set`` settings, timed like whazzat's own links latency run
+    (same needs, one after another, same seed, right after it), so one run compares the two settings."""
+
+    settings: dict[str, Any] = Field(description="The reference's settings that differ from whazzat's.")
+    shares_model: bool = Field(
+        description="True: the reference ran on whazzat's loaded model (same model settings); "
+        "False: it loaded its own before the timed run."
+    )
+    latency_links: Latency
+    products_per_need: float = Field(description="Mean product types per need in the reference's run.")
+    whazzat_p50_over_reference_p50: float = Field(
+        description="Whazzat's links p50 / the reference's: 1.10 means whazzat is 10% slower per need, "
+        "0.90 that it is 10% faster."
+    )
+
+
 class BenchResult(_Strict):
     """Everything one ``whazzat bench`` run measured (the ``--json`` object)."""
 
@@ -161,6 +178,9 @@ class BenchResult(_Strict):
     )
     bench_peak_rss_mb: float = Field(description="Peak RSS of the bench process (both pipelines loaded).")
     quality: Quality | None
+    reference: ReferenceLatency | None = Field(
+        default=None, description="The --compare-set settings' links latency; None without --compare-set."
+    )
 
 
 #: (speed-up key, figure getter, True when higher is better).
@@ -216,6 +236,19 @@ def _format(value: float | None) -> str:
     return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
 
 
+def _reference_row(reference: ReferenceLatency) -> tuple[str, str, str, str]:
+    """The reference's p50 under whazzat's own, in the whazzat column (it is whazzat's chain, other
+    settings); the last column keeps the table's meaning, how many times faster whazzat's settings are."""
+    changed = ", ".join(f"{key}={value}" for key, value in reference.settings.items()) or "same settings"
+    ratio = reference.whazzat_p50_over_reference_p50
+    return (
+        f"p50 latency per need, links, reference {changed} (s)",
+        "-",
+        _format(reference.latency_links.p50_s),
+        f"{1 / ratio:.2f}x" if ratio else "-",
+    )
+
+
 def print_table(result: BenchResult) -> None:
     """The figures side by side, then the machine, the hardware bound and the settings (stdout)."""
     from rich.console import Console
@@ -242,6 +275,8 @@ def print_table(result: BenchResult) -> None:
             _format(get(result.whazzat)),
             "-" if speedup is None else f"{speedup:.2f}x",
         )
+        if key == "latency_p50_links" and result.reference is not None:
+            table.add_row(*_reference_row(result.reference))
     console.print(table)
     if result.hardware is not None:
         console.print(

@@ -6,7 +6,8 @@ Order matters for honesty:
    while the bench process holds no model;
 2. both pipelines loaded here; batch-1 decode rate of each against the bandwidth bound;
 3. one warm-up need per pipeline (not in the measured set), then each need alone, one after another,
-   with the links backend; then Whazzat in batch mode (one ``chain.batch`` over all needs);
+   with the links backend; with ``--compare-set``, Whazzat's chain under the reference settings right
+   after Whazzat's own run, the same way; then Whazzat in batch mode (one ``chain.batch`` over all needs);
 4. the same with the axesso backend against :class:`FakeAxesso` (every call delayed), each run with an
    empty search cache, so no run reuses another's results;
 5. optionally the eval's quality figures for the Whazzat settings and a reference set.
@@ -33,6 +34,8 @@ from agent.bench.figures import (
     PipelineFigures,
     Quality,
     QualityRun,
+    ReferenceLatency,
+    percentile,
     speedups,
 )
 from agent.errors import WhazzatError
@@ -54,6 +57,18 @@ FAKE_RAPIDAPI_KEY = "whazzat-bench-fake-key"
 Skippable = Literal["load", "cli", "rss", "axesso", "decode"]
 SKIPPABLE: tuple[str, ...] = ("load", "cli", "rss", "axesso", "decode")
 Say = Callable[[str], None]
+#: The settings ``load_llm`` builds a model from: a reference equal on all of them runs on whazzat's loaded
+#: model (one copy in memory, already warm); otherwise it loads its own, as its settings ask.
+MODEL_SETTINGS = (
+    "model",
+    "adapter",
+    "no_adapter",
+    "load_in_4bit",
+    "quantize",
+    "batch_size",
+    "home",
+    "llm_endpoint",
+)
 
 
 class BenchError(WhazzatError, ValueError):
@@ -83,7 +98,9 @@ class BenchOptions(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict, description="Settings of the whazzat side.")
     quality: bool = False
     compare_overrides: dict[str, Any] = Field(
-        default_factory=dict, description="The quality reference: these on top of ``overrides``."
+        default_factory=dict,
+        description="The reference: these on top of ``overrides``; its links latency is timed, and with "
+        "``quality`` its quality scored.",
     )
     skip: list[Skippable] = Field(default_factory=list)
     decode_tokens: int = Field(default=64, ge=2, le=1024)
@@ -265,6 +282,47 @@ def _hardware(options: BenchOptions, say: Say) -> Hardware | None:
     )
 
 
+def _differing(settings: Settings, reference: Settings) -> dict[str, Any]:
+    """The reference's settings whose values differ from whazzat's (what the reference row is about)."""
+    ours, theirs = (s.model_dump(mode="json", exclude={"rapidapi_key"}) for s in (settings, reference))
+    return {key: value for key, value in theirs.items() if ours.get(key) != value}
+
+
+def _reference_latency(
+    needs: list[str], settings: Settings, reference: Settings, llm: Any, whazzat_p50_s: float, say: Say
+) -> ReferenceLatency:
+    """Whazzat's chain under the reference settings, each need alone, one after another, links backend."""
+    import torch
+    import transformers
+
+    from agent.chain import build_chain
+    from tools.links import LinksBackend
+
+    shares_model = all(getattr(settings, key) == getattr(reference, key) for key in MODEL_SETTINGS)
+    chain = build_chain(reference, llm=llm if shares_model else None, backend=LinksBackend())
+    # torch's thread count is per process and load_llm sets it only when it builds a model: set the
+    # reference's for its run and give whazzat's back after, so the later phases keep whazzat's.
+    threads = torch.get_num_threads()
+    if reference.torch_threads:
+        torch.set_num_threads(reference.torch_threads)
+    try:
+        # Its own warm-up (first-call allocations, a model or memory of its own), as whazzat had.
+        chain.invoke(WARMUP_NEED)
+        say(f"reference: {len(needs)} needs one after another, links backend")
+        transformers.set_seed(reference.seed)  # whazzat's seed unless --compare-set changes it
+        seconds, _, results = _timed_each(chain.invoke, needs)
+    finally:
+        torch.set_num_threads(threads)
+    return ReferenceLatency(
+        settings=_differing(settings, reference),
+        shares_model=shares_model,
+        latency_links=Latency.of(seconds),
+        products_per_need=round(sum(len(r.products) for r in results) / len(results), 2),
+        # From the unrounded p50s: the rounded figures of a tiny model can be 0.
+        whazzat_p50_over_reference_p50=round(whazzat_p50_s / percentile(seconds, 50), 4),
+    )
+
+
 def _links_phase(
     needs: list[str],
     batch_needs: list[str],
@@ -273,14 +331,18 @@ def _links_phase(
     chain: Any,
     figures: dict[str, _Figures],
     say: Say,
-) -> None:
-    """Latency per need for both, then whazzat's batch mode, with the links backend."""
+    reference: Settings | None = None,
+    llm: Any = None,
+) -> ReferenceLatency | None:
+    """Latency per need for both (and the reference's, if any), then whazzat's batch mode, links backend."""
     import transformers
 
+    per_need: dict[str, list[float]] = {}
     for name, answer in (("baseline", baseline.answer), ("whazzat", chain.invoke)):
         say(f"{name}: {len(needs)} needs one after another, links backend")
         transformers.set_seed(settings.seed)
         seconds, wall, results = _timed_each(answer, needs)
+        per_need[name] = seconds
         figures[name].values.update(
             latency_links=Latency.of(seconds),
             products={result.need: result.products for result in results},
@@ -288,10 +350,15 @@ def _links_phase(
         )
         if name == "baseline":  # no batch mode: its throughput is one need after another
             figures[name].values["needs_per_s_links"] = round(len(needs) / wall, 4)
+    timed = None
+    if reference is not None:  # right after whazzat's run, on the same machine state: the two are compared
+        whazzat_p50_s = percentile(per_need["whazzat"], 50)
+        timed = _reference_latency(needs, settings, reference, llm, whazzat_p50_s, say)
     say(f"whazzat: batch mode, {len(batch_needs)} needs in one chain.batch, links backend")
     begun = time.perf_counter()
     chain.batch(batch_needs)
     figures["whazzat"].values["needs_per_s_links"] = round(len(batch_needs) / (time.perf_counter() - begun), 4)
+    return timed
 
 
 def _axesso_phase(
@@ -428,7 +495,11 @@ def run_bench(options: BenchOptions, say: Say = lambda message: None) -> BenchRe
     transformers.set_seed(settings.seed)
     baseline.answer(WARMUP_NEED)
     chain.invoke(WARMUP_NEED)
-    _links_phase(needs, batch_needs, settings, baseline, chain, figures, say)
+    compared = {**options.overrides, **options.compare_overrides}
+    reference = get_settings(**compared) if options.compare_overrides else None
+    reference_latency = _links_phase(
+        needs, batch_needs, settings, baseline, chain, figures, say, reference=reference, llm=llm
+    )
     if "axesso" not in options.skip:
         _axesso_phase(options, needs, batch_needs, settings, baseline, llm, figures, say)
     quality = _quality(options, settings, items, llm, say) if options.quality else None
@@ -454,4 +525,5 @@ def run_bench(options: BenchOptions, say: Say = lambda message: None) -> BenchRe
         speedup=speedups(baseline_figures, whazzat_figures),
         bench_peak_rss_mb=round(own_peak_rss_bytes() / 1e6, 1),
         quality=quality,
+        reference=reference_latency,
     )
