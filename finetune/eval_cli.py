@@ -84,9 +84,10 @@ def eval_command(
         )
     except ValidationError as error:
         fail(f"invalid option: {error.errors()[0]['loc'][0]}: {error.errors()[0]['msg']}")
-    rewrites = {"off": [0], "on": [settings.paraphrases], "both": [0, settings.paraphrases]}[rewrite]
-    if settings.paraphrases == 0 and rewrite != "off":
+    if settings.paraphrases == 0 and rewrite == "on":
         fail("rewriting 'on' needs --paraphrases of at least 1")
+    # -p 0 means no rewriting, so 'both' is just 'off'.
+    rewrites = sorted({0} if rewrite == "off" else {0, settings.paraphrases} if rewrite == "both" else {settings.paraphrases})
 
     from agent.errors import WhazzatError
     from finetune.ablation import run_ablation
