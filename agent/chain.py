@@ -208,7 +208,7 @@ class WhazzatChain:
                 prompt_configs.append(configs[index])
         examples = self._fewshot_examples(asked)
         prompts = [
-            self._suggest_prompt(text, states[owner]["retrieved"].get(text, []), shots)
+            self._suggest_prompt(text, self._shown_neighbours(states[owner], text), shots)
             for owner, text, shots in zip(owners, asked, examples, strict=True)
         ]
         limit = self.settings.max_new_tokens_suggest
@@ -217,6 +217,12 @@ class WhazzatChain:
             products = parse_products(answer, truncated=self._hit_token_limit(answer, limit))
             states[owner]["proposals"].append((text, products))
         return states
+
+    def _shown_neighbours(self, state: State, text: str) -> list[Neighbour]:
+        """The neighbours a suggest prompt shows: its own, unless only the need's prompt is grounded."""
+        if self.settings.grounded_prompts == "need" and text != state["need"]:
+            return []
+        return state["retrieved"].get(text, [])
 
     def _suggest_prompt(self, text: str, neighbours: list[Neighbour], examples: list[Any]) -> str:
         """The grounded prompt when the memory found neighbours for this text, else the plain one."""

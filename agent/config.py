@@ -120,6 +120,12 @@ class Settings(BaseSettings):
         default=3, ge=0, le=8,
         description="Of those, how many the grounded suggest prompt shows (the adapter was trained on 3).",
     )
+    grounded_prompts: Literal["all", "need"] = Field(
+        default="all",
+        description="Which suggest prompts show the neighbours: 'all' (the need and every paraphrase) or "
+        "'need' (the need's prompt only; paraphrases ask plainly). Grounded prompts are ~3x longer, and on "
+        "one CPU thread their prefill is most of a need's time.",
+    )
     memory_splits: tuple[Split, ...] = Field(
         default=("train", "val", "test"),
         description="Shipped dataset splits the memory is seeded with (an eval leaves out its own split).",

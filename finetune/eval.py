@@ -88,6 +88,15 @@ def load_items(path: Path, limit: int | None = None) -> list[EvalItem]:
     return items
 
 
+def evenly_spaced(items: Sequence[EvalItem], n: int | None) -> list[EvalItem]:
+    """``n`` items spread evenly through ``items`` (every area of a split file sorted by area), always the
+    same ones; all of them when ``n`` is None or not smaller."""
+    if n is None or n >= len(items):
+        return list(items)
+    step = len(items) / n
+    return [items[int(i * step)] for i in range(n)]
+
+
 def _from_recommendation(recommendation: Recommendation, latency_s: float) -> Prediction:
     return Prediction(
         products=[s.product for s in recommendation.suggestions],

@@ -52,6 +52,12 @@ def eval_command(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Evaluate only the first N needs of each file.")
     ] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            "--sample", min=1, help="Evaluate N needs spread evenly through each file (all areas; always the same)."
+        ),
+    ] = None,
     model: ModelOption = None,
     adapter: AdapterOption = None,
     no_adapter: NoAdapterOption = False,
@@ -66,7 +72,7 @@ def eval_command(
 
     from agent.config import get_settings
     from finetune.ablation import MODES
-    from finetune.eval import DataError, load_items
+    from finetune.eval import DataError, evenly_spaced, load_items
 
     modes = modes or list(MODES)
     unknown = sorted(set(modes) - set(MODES))
@@ -75,7 +81,7 @@ def eval_command(
     if rewrite not in {"off", "on", "both"}:
         fail(f"--rewrite must be off, on or both (got {rewrite!r})")
     try:
-        datasets = [(str(path), load_items(path, limit)) for path in data]
+        datasets = [(str(path), evenly_spaced(load_items(path, limit), sample)) for path in data]
     except DataError as error:
         fail(str(error))
     try:

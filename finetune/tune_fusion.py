@@ -1,6 +1,6 @@
 """Tune the fusion's weights and threshold on val (never on test).
 
-    python -m finetune.tune_fusion finetune/data/val.jsonl [--limit N] [--json]
+    python -m finetune.tune_fusion finetune/data/val.jsonl [--sample N] [--json]
 
 The chain runs once over the needs (grounded + fused, rewriting on, memory of the splits before val:
 train only), keeping every fused type with its raw parts (each weight 1, no threshold). The weights are
@@ -114,7 +114,7 @@ def gold_matches(products: Sequence[str], gold: Sequence[str], embed) -> dict[st
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("data", type=Path, help="val data (JSONL with need and products); never test")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N needs")
+    parser.add_argument("--sample", type=int, default=None, help="N needs spread evenly through the file")
     parser.add_argument("--json", action="store_true", help="print every grid row as JSON")
     args = parser.parse_args(argv)
 
@@ -123,10 +123,10 @@ def main(argv: list[str] | None = None) -> None:
     from agent.embeddings import embed
     from agent.memory import build_memory
     from finetune.ablation import memory_splits_for
-    from finetune.eval import DataError, load_items
+    from finetune.eval import DataError, evenly_spaced, load_items
 
     try:
-        items = load_items(args.data, args.limit)
+        items = evenly_spaced(load_items(args.data), args.sample)
     except DataError as error:
         sys.exit(f"error: {error}")
     splits = memory_splits_for(items)

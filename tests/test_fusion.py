@@ -147,3 +147,10 @@ def test_a_batch_retrieves_for_each_need_and_paraphrase(fake_llm: FakeWhazzatLLM
     assert "something to dig food" in searched[0] and "open a bottle of wine" in searched[0]
     assert results[0].neighbours[0].need == "dig food in the garden"
     assert results[1].neighbours[0].need == "tool to open a wine bottle"
+
+
+def test_only_the_needs_prompt_can_be_grounded(fake_llm: FakeWhazzatLLM, wine_memory) -> None:
+    result = fused_chain(fake_llm, wine_memory, paraphrases=2, grounded_prompts="need").invoke("something to dig food")
+    grounded = [p for p in fake_llm.prompts if "Similar needs:" in p]
+    assert len(grounded) == 1 and "Need: something to dig food" in grounded[0]
+    assert len(result.paraphrases) == 2 and result.neighbours  # paraphrases still retrieve and vote

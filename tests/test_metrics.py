@@ -253,3 +253,12 @@ def test_card_eval_rejects_a_file_that_is_no_eval_result(tmp_path: Path) -> None
     bad.write_text('{"schema_version": 2}', encoding="utf-8")
     with pytest.raises(SystemExit, match="not a saved `whazzat eval --json` result"):
         main([str(tmp_path), str(bad)])
+
+
+def test_a_sample_is_spread_evenly_and_always_the_same() -> None:
+    from finetune.eval import evenly_spaced
+
+    items = [EvalItem(need=f"need {i}", products=["wok"]) for i in range(10)]
+    assert [i.need for i in evenly_spaced(items, 5)] == ["need 0", "need 2", "need 4", "need 6", "need 8"]
+    assert evenly_spaced(items, 5) == evenly_spaced(items, 5)
+    assert evenly_spaced(items, None) == items and evenly_spaced(items, 50) == items
