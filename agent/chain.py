@@ -81,6 +81,20 @@ def _start(need: object) -> State:
             "suggestions": [], "listings": [], "warnings": [], "timings": {}, "started": time.perf_counter()}
 
 
+def _fusion_texts(states: list[State]) -> list[str]:
+    """Every string the fusion of these states compares: the types proposed, and the prompts."""
+    from agent.dedup import normalize_product
+
+    texts: set[str] = set()
+    for state in states:
+        texts.update([state["need"], *state["paraphrases"]])
+        types = [p for _, products in state["proposals"] for p in products]
+        types += [p for neighbour in state["neighbours"] for p in neighbour.products]
+        texts.update(types)
+        texts.update(normalize_product(p) for p in types)  # the semantic fold compares normalised keys
+    return sorted(texts)
+
+
 def _finish(state: State) -> Recommendation:
     timings = dict(state["timings"])
     timings["total"] = round(time.perf_counter() - state["started"], 4)
@@ -152,7 +166,14 @@ class WhazzatChain:
 
                 set_seed(self.settings.seed)
         bound = self.llm.bind(pipeline_kwargs=pipeline_kwargs)
-        return [str(getattr(out, "content", out)) for out in bound.batch(prompts, configs)]
+        # Prompts of similar length share a batch: a batch is padded to its longest prompt, so one grounded
+        # prompt among plain ones would make the whole batch pay for its length.
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        answers = bound.batch([prompts[i] for i in order], [configs[i] for i in order])
+        result = [""] * len(prompts)
+        for position, index in enumerate(order):
+            result[index] = str(getattr(answers[position], "content", answers[position]))
+        return result
 
     def _rewrite(self, states: list[State], configs: list[RunnableConfig]) -> list[State]:
         n = self.settings.paraphrases
@@ -247,6 +268,13 @@ class WhazzatChain:
     def _fuse(self, states: list[State], configs: list[RunnableConfig]) -> list[State]:
         settings = self.settings
         semantic = settings.semantic_threshold if settings.semantic_dedup else None
+        similarity, relevance = self.similarity, self.relevance
+        if self.memory is not None and settings.memory_mode != "model" and (similarity is None or relevance is None):
+            # One MiniLM call for every type and prompt of the batch, instead of a few per need.
+            from agent.embeddings import EmbeddingTable
+
+            table = EmbeddingTable.of(_fusion_texts(states))
+            similarity, relevance = similarity or table.similarity, relevance or table.cosine
         for state in states:
             proposals = state.pop("proposals")
             if settings.memory_mode == "model" or self.memory is None:
@@ -264,10 +292,10 @@ class WhazzatChain:
                     state["neighbours"],
                     [state["need"], *state["paraphrases"]],
                     self._fusion_weights(),
-                    relevance=self.relevance,
+                    relevance=relevance,
                     fuzzy_threshold=settings.fuzzy_threshold,
                     semantic_threshold=semantic,
-                    similarity=self.similarity,
+                    similarity=similarity,
                 )
             state["suggestions"] = [suggestion.model_dump() for suggestion in suggestions]
             if not suggestions:

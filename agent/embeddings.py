@@ -60,3 +60,34 @@ def embed(texts: Sequence[str]) -> np.ndarray:
 def cosine_matrix(left: Sequence[str], right: Sequence[str]) -> np.ndarray:
     """Cosine similarity of every text in ``left`` with every text in ``right``."""
     return embed(left) @ embed(right).T
+
+
+class EmbeddingTable:
+    """Embeddings of a known set of texts, computed in one batched call, then looked up: for a stage
+    that compares many short strings need by need (a text not in the table is embedded on the spot)."""
+
+    def __init__(self, vectors: dict[str, np.ndarray]) -> None:
+        self._vectors = vectors
+
+    @classmethod
+    def of(cls, texts: Sequence[str]) -> EmbeddingTable:
+        unique = list(dict.fromkeys(texts))
+        return cls(dict(zip(unique, embed(unique), strict=True)))
+
+    def _matrix(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
+        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if missing:
+            self._vectors.update(zip(missing, embed(missing), strict=True))
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        return np.stack([self._vectors[t] for t in texts])
+
+    def cosine(self, left: Sequence[str], right: Sequence[str]) -> np.ndarray:
+        """Cosine of every text in ``left`` with every text in ``right``."""
+        return self._matrix(left) @ self._matrix(right).T
+
+    def similarity(self, texts: Sequence[str]) -> list[list[float]]:
+        """The pairwise cosine matrix of ``texts`` (the dedup's ``similarity``)."""
+        return self.cosine(texts, texts).tolist()

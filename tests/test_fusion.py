@@ -154,3 +154,37 @@ def test_only_the_needs_prompt_can_be_grounded(fake_llm: FakeWhazzatLLM, wine_me
     grounded = [p for p in fake_llm.prompts if "Similar needs:" in p]
     assert len(grounded) == 1 and "Need: something to dig food" in grounded[0]
     assert len(result.paraphrases) == 2 and result.neighbours  # paraphrases still retrieve and vote
+
+
+def test_the_embedding_table_embeds_once_and_looks_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    import agent.embeddings
+    from agent.embeddings import EmbeddingTable
+
+    calls: list[list[str]] = []
+
+    def fake_embed(texts):  # noqa: ANN001, ANN202
+        calls.append(list(texts))
+        return np.asarray(WordEmbeddings().embed_documents(list(texts)), dtype=np.float32)
+
+    monkeypatch.setattr(agent.embeddings, "embed", fake_embed)
+    table = EmbeddingTable.of(["corkscrew", "wine opener", "open wine"])
+    cosine = table.cosine(["corkscrew", "wine opener"], ["open wine"])
+    assert cosine.shape == (2, 1) and cosine[1, 0] > cosine[0, 0]
+    assert len(calls) == 1  # every lookup came from the one batched call
+    table.similarity(["dog leash"])  # a text it does not hold is embedded on the spot
+    assert calls[-1] == ["dog leash"]
+
+
+def test_prompts_of_similar_length_share_a_batch_and_answers_keep_their_order(fake_llm: FakeWhazzatLLM, wine_memory) -> None:
+    fake_llm.products = {"something to dig food": "garden trowel", "a tool for digging in the garden": "shovel"}
+    results = fused_chain(fake_llm, wine_memory, paraphrases=2, grounded_prompts="need", fusion_min_score=0.0).batch(
+        ["something to dig food", "open a bottle of wine"]
+    )
+    grounded_first = [i for i, p in enumerate(fake_llm.prompts) if "Similar needs:" in p]
+    plain = [i for i, p in enumerate(fake_llm.prompts) if "Similar needs:" not in p and "rewrites" not in p]
+    assert max(plain) < min(grounded_first)  # the short (plain) prompts went together, before the long ones
+    by_type = {s.product: s.sources for s in results[0].suggestions}
+    assert by_type["garden trowel"] == ["something to dig food"]  # each answer went back to its own prompt
+    assert by_type["shovel"] == ["a tool for digging in the garden"]
