@@ -20,13 +20,20 @@ def print_recommendation(result: Recommendation, console: Console | None = None)
             console.print(f"  • {escape(paraphrase)}")
 
     asked = 1 + len(result.paraphrases)
+    fused = any(s.score is not None for s in result.suggestions)
     if result.suggestions:
         table = Table(title="Product types", title_justify="left")
         table.add_column("#", justify="right")
         table.add_column("Product type")
         table.add_column("Votes", justify="right")
+        if fused:
+            table.add_column("Score", justify="right")
+            table.add_column("Similar needs behind it", overflow="fold")
         for rank, suggestion in enumerate(result.suggestions, start=1):
-            table.add_row(str(rank), escape(suggestion.product), f"{suggestion.votes}/{asked}")
+            row = [str(rank), escape(suggestion.product), f"{suggestion.votes}/{asked}"]
+            if fused:
+                row += [f"{suggestion.score or 0.0:.2f}", escape("; ".join(suggestion.neighbours[:2]))]
+            table.add_row(*row)
         console.print(table)
 
     if result.listings:

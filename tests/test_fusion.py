@@ -188,3 +188,20 @@ def test_prompts_of_similar_length_share_a_batch_and_answers_keep_their_order(fa
     by_type = {s.product: s.sources for s in results[0].suggestions}
     assert by_type["garden trowel"] == ["something to dig food"]  # each answer went back to its own prompt
     assert by_type["shovel"] == ["a tool for digging in the garden"]
+
+
+def test_the_terminal_shows_each_fused_types_score_and_the_needs_behind_it() -> None:
+    from rich.console import Console
+
+    from agent.render import print_recommendation
+    from agent.schemas import Recommendation, Suggestion
+
+    result = Recommendation(
+        need="open a bottle of wine",
+        suggestions=[Suggestion(product="corkscrew", votes=1, neighbours=["tool to open a wine bottle"], score=0.91,
+                                score_parts={"model": 0.25, "memory": 0.5, "relevance": 0.16})],
+    )
+    console = Console(record=True, width=140)
+    print_recommendation(result, console)
+    text = console.export_text()
+    assert "corkscrew" in text and "0.91" in text and "tool to open a wine bottle" in text
