@@ -205,3 +205,14 @@ def test_the_terminal_shows_each_fused_types_score_and_the_needs_behind_it() -> 
     print_recommendation(result, console)
     text = console.export_text()
     assert "corkscrew" in text and "0.91" in text and "tool to open a wine bottle" in text
+
+
+def test_the_ui_cards_say_what_backs_a_fused_type() -> None:
+    from agent.schemas import Suggestion
+    from agent.ui.cards import render_why, votes_label
+
+    corkscrew = Suggestion(product="corkscrew", votes=2, sources=["open wine"], neighbours=["tool to open a wine bottle"],
+                           score=0.91, score_parts={"model": 0.25, "memory": 0.5, "relevance": 0.16})
+    assert votes_label(corkscrew, 5) == "score 0.91 · 2 of 5 phrasings · 1 similar need"
+    why = render_why("open wine", ["uncork a bottle"], [corkscrew])
+    assert "suggested for your words" in why and "similar needs like *tool to open a wine bottle*" in why

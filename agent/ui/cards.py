@@ -107,7 +107,13 @@ def render_group(product: str, listings: Sequence[Listing], domain: str, votes: 
 
 
 def votes_label(suggestion: Suggestion | None, asked: int) -> str:
-    if suggestion is None or asked <= 1:
+    if suggestion is None:
+        return ""
+    if suggestion.score is not None:  # fused: the model's share and the similar needs behind it
+        similar = len(suggestion.neighbours)
+        needs = f" · {similar} similar need{'s' if similar != 1 else ''}" if similar else ""
+        return f"score {suggestion.score:.2f} · {suggestion.votes} of {asked} phrasings{needs}"
+    if asked <= 1:
         return ""
     return f"{suggestion.votes} of {asked} phrasings"
 
@@ -134,8 +140,14 @@ def render_why(need: str, paraphrases: Sequence[str], suggestions: Sequence[Sugg
         lines.append(f"I also asked the model with {rewrites} of your need: {asked}.")
     for suggestion in suggestions:
         sources = ", ".join(dict.fromkeys(label.get(source, "a rewrite") for source in suggestion.sources))
-        lines.append(f"- {escape_text(suggestion.product, 80)}: suggested for {sources or 'your words'}")
-    if paraphrases:
+        reasons = [f"suggested for {sources}"] if sources else []
+        if suggestion.neighbours:
+            reasons.append(f"listed for similar needs like *{escape_text(suggestion.neighbours[0], 80)}*")
+        why = "; ".join(reasons) or ("suggested for your words" if suggestion.score is None else "close to your words")
+        lines.append(f"- {escape_text(suggestion.product, 80)}: {why}")
+    if any(s.score is not None for s in suggestions):
+        lines.append("\nProduct types backed by the model and by similar needs rank higher.")
+    elif paraphrases:
         lines.append("\nProduct types suggested for more phrasings rank higher.")
     return "\n".join(lines)
 
