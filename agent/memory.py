@@ -301,7 +301,9 @@ def _cached_vectors(source: SourceFile, raw: bytes, rows: list[MemoryRow], cache
     import numpy as np
 
     stem = source.path.stem
-    digest = hashlib.sha256(raw).hexdigest()[:16]
+    # The vectors depend on the file's bytes and on the embedding model: either changing makes a new cache.
+    embedder = f"{type(embeddings).__name__}:{getattr(embeddings, 'model_name', '')}".encode()
+    digest = hashlib.sha256(raw + b"\0" + embedder).hexdigest()[:16]
     cached = cache_dir / f"{stem}-{digest}.npy"
     if cached.is_file():
         try:
