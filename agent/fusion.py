@@ -59,6 +59,12 @@ def merge_neighbours(found: Sequence[Sequence[Neighbour]], limit: int) -> list[N
     return ranked[:limit]
 
 
+def kept_count(scores_best_first: Sequence[float], min_score: float, min_products: int) -> int:
+    """How many of a ranked list stay: every type scoring at least ``min_score``, and never fewer than
+    ``min_products``. The tuner (finetune/tune_fusion.py) applies this same rule."""
+    return max(min_products, sum(1 for score in scores_best_first if score >= min_score))
+
+
 def neighbour_weights(neighbours: Sequence[Neighbour]) -> list[float]:
     """Each neighbour's weight: its cosine (never below 0), less for each closer neighbour ahead of it."""
     return [max(n.similarity, 0.0) * RANK_DECAY**rank for rank, n in enumerate(neighbours)]
@@ -117,8 +123,7 @@ def fuse(
         scored.append((score, group.first_seen, suggestion))
     scored.sort(key=lambda item: (-item[0], item[1]))
     ranked = [suggestion for _, _, suggestion in scored][: weights.max_products]
-    keep = max(weights.min_products, sum(1 for s in ranked if (s.score or 0.0) >= weights.min_score))
-    return ranked[:keep]
+    return ranked[: kept_count([s.score or 0.0 for s in ranked], weights.min_score, weights.min_products)]
 
 
 def _relevance(types: Sequence[str], prompts: Sequence[str], relevance: Relevance | None) -> list[list[float]]:

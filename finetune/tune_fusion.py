@@ -51,12 +51,14 @@ class TuneRow(BaseModel):
 
 def rank(candidates: Sequence[Candidate], weights: dict[str, float], min_score: float, min_products: int) -> list[str]:
     """The types shown for one need under ``weights``: the fusion's own ranking and threshold rule."""
+    from agent.fusion import kept_count
+
     scored = sorted(
-        candidates, key=lambda c: (-sum(weights[p] * c.parts.get(p, 0.0) for p in PARTS), c.first_seen)
+        ((sum(weights[p] * c.parts.get(p, 0.0) for p in PARTS), c) for c in candidates),
+        key=lambda pair: (-pair[0], pair[1].first_seen),
     )
-    scores = [sum(weights[p] * c.parts.get(p, 0.0) for p in PARTS) for c in scored]
-    keep = max(min_products, sum(1 for s in scores if s >= min_score))
-    return [c.product for c in scored[:keep]]
+    keep = kept_count([score for score, _ in scored], min_score, min_products)
+    return [c.product for _, c in scored[:keep]]
 
 
 def search_grid(
