@@ -94,6 +94,16 @@ class Summary(BaseModel):
     match_cosine: float = MATCH_COSINE
 
 
+def allowed_matches(predicted: Sequence[str], gold: Sequence[str], similarity: np.ndarray) -> list[list[int]]:
+    """For each prediction, the gold types it may match: an equal normalised name, or a cosine
+    (``similarity[i, j]``) of at least :data:`MATCH_COSINE`."""
+    keys_gold = [normalize_product(g) for g in gold]
+    return [
+        [j for j in range(len(gold)) if normalize_product(product) == keys_gold[j] or similarity[i, j] >= MATCH_COSINE]
+        for i, product in enumerate(predicted)
+    ]
+
+
 def match_pairs(
     predicted: Sequence[str], gold: Sequence[str], similarity: np.ndarray
 ) -> list[tuple[int, int]]:
@@ -103,12 +113,12 @@ def match_pairs(
     normalised names are equal or the cosine reaches :data:`MATCH_COSINE`. Candidates are tried best
     first (exact, then by cosine), and augmenting paths (Kuhn's algorithm) make the count maximal.
     """
+    allowed = allowed_matches(predicted, gold, similarity)
     keys_gold = [normalize_product(g) for g in gold]
     candidates: list[list[int]] = []
     for i, product in enumerate(predicted):
         key = normalize_product(product)
-        allowed = [j for j in range(len(gold)) if key == keys_gold[j] or similarity[i, j] >= MATCH_COSINE]
-        candidates.append(sorted(allowed, key=lambda j: (key != keys_gold[j], -float(similarity[i, j]))))
+        candidates.append(sorted(allowed[i], key=lambda j: (key != keys_gold[j], -float(similarity[i, j]))))
 
     gold_owner: dict[int, int] = {}  # gold index -> prediction index
 
@@ -140,12 +150,7 @@ def score_need(
 ) -> NeedScore:
     """Score the (already top-k) ``predicted`` types of one need against its ``gold`` types."""
     pairs = match_pairs(predicted, gold, similarity)
-    keys_gold = {normalize_product(g) for g in gold}
-    any_matched = sum(
-        1
-        for i, product in enumerate(predicted)
-        if normalize_product(product) in keys_gold or (len(gold) and float(similarity[i].max()) >= MATCH_COSINE)
-    )
+    any_matched = sum(1 for allowed in allowed_matches(predicted, gold, similarity) if allowed)
     return NeedScore(
         need=need,
         gold=list(gold),

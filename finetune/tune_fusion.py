@@ -22,8 +22,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from agent.dedup import normalize_product
-from finetune.metrics import MATCH_COSINE, TOP_K, match_pairs
+from finetune.metrics import TOP_K, allowed_matches, match_pairs
 
 MODEL_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 MEMORY_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
@@ -102,15 +101,11 @@ def search_grid(
 
 
 def gold_matches(products: Sequence[str], gold: Sequence[str], embed) -> dict[str, set[int]]:  # noqa: ANN001
-    """For each candidate type, the gold types it may match (equal normalised names or cosine >= 0.75)."""
+    """For each candidate type, the gold types it may match (the eval's own rule, computed once)."""
     if not products:
         return {}
     similarity = embed(list(products)) @ embed(list(gold)).T
-    keys = [normalize_product(g) for g in gold]
-    return {
-        product: {j for j in range(len(gold)) if normalize_product(product) == keys[j] or similarity[i, j] >= MATCH_COSINE}
-        for i, product in enumerate(products)
-    }
+    return {product: set(allowed) for product, allowed in zip(products, allowed_matches(products, gold, similarity), strict=True)}
 
 
 def main(argv: list[str] | None = None) -> None:
