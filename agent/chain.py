@@ -131,12 +131,16 @@ class WhazzatChain:
         # answers); fake LLMs in tests have none and get a plain prompt layout.
         self.tokenizer = getattr(llm, "tokenizer", None) or getattr(getattr(llm, "pipeline", None), "tokenizer", None)
 
+    @property
+    def uses_memory(self) -> bool:
+        """Whether answers draw on the need memory (fused or memory alone), not on the model alone."""
+        return self.memory is not None and self.settings.memory_mode != "model"
+
     def runnable(self) -> Runnable[Any, Recommendation]:
         # The model alone has no memory to look in: no retrieve stage, and no empty step in the UI.
-        uses_memory = self.memory is not None and self.settings.memory_mode != "model"
         stages = [
             Stage("rewrite", self._rewrite),
-            *([Stage("retrieve", self._retrieve)] if uses_memory else []),
+            *([Stage("retrieve", self._retrieve)] if self.uses_memory else []),
             Stage("suggest", self._suggest),
             Stage("fuse", self._fuse),
             Stage("search", self._search),
@@ -205,8 +209,6 @@ class WhazzatChain:
 
     def _retrieve(self, states: list[State], configs: list[RunnableConfig]) -> list[State]:
         """Look the need and each paraphrase up in the need memory: one search for the whole batch."""
-        if self.memory is None or self.settings.memory_mode == "model":
-            return states
         asked = [(index, text) for index, state in enumerate(states) for text in [state["need"], *state["paraphrases"]]]
         found = self.memory.search([text for _, text in asked], self.settings.neighbours_k)
         for (index, text), neighbours in zip(asked, found, strict=True):
@@ -269,7 +271,7 @@ class WhazzatChain:
         settings = self.settings
         semantic = settings.semantic_threshold if settings.semantic_dedup else None
         similarity, relevance = self.similarity, self.relevance
-        if self.memory is not None and settings.memory_mode != "model" and (similarity is None or relevance is None):
+        if self.uses_memory and (similarity is None or relevance is None):
             # One MiniLM call for every type and prompt of the batch, instead of a few per need.
             from agent.embeddings import EmbeddingTable
 
@@ -277,7 +279,7 @@ class WhazzatChain:
             similarity, relevance = similarity or table.similarity, relevance or table.cosine
         for state in states:
             proposals = state.pop("proposals")
-            if settings.memory_mode == "model" or self.memory is None:
+            if not self.uses_memory:
                 # The model alone: types ranked by votes across prompts, as before the memory existed.
                 suggestions = merge_suggestions(
                     proposals,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
@@ -22,6 +23,10 @@ from agent.config import MemoryMode
 from agent.memory import SPLITS, shipped_split_path
 from finetune.eval import EvalItem, EvalResult
 from finetune.metrics import NeedScore
+
+if TYPE_CHECKING:
+    from agent.config import Settings
+    from agent.memory import NeedMemory
 
 MODES: tuple[MemoryMode, ...] = ("model", "memory", "fused")
 #: Upper bounds of the nearest-row buckets (the last is open).
@@ -62,6 +67,20 @@ def memory_splits_for(items: Sequence[EvalItem]) -> list[str]:
             break
         allowed.append(split)
     return allowed
+
+
+def eval_memory(settings: Settings, splits: Sequence[str]) -> NeedMemory:
+    """A memory of the given shipped splits only (see :func:`memory_splits_for`), never the user's rows; on
+    a Chroma server, in a collection of its own so the shared one is never mixed with it."""
+    from agent.memory import build_memory
+
+    return build_memory(
+        settings.home_dir,
+        splits=splits,
+        include_user=False,
+        url=settings.memory_url,
+        collection=f"{settings.memory_collection}-eval-{'-'.join(splits)}",
+    )
 
 
 def _needs_of(path: Path) -> set[str]:

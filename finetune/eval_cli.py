@@ -129,14 +129,11 @@ class _Runner:
         self.progress.__exit__(*exc_info)
 
     def memory(self, splits: list[str]):  # noqa: ANN201 - NeedMemory
-        from agent.memory import build_memory
+        from finetune.ablation import eval_memory
 
         key = tuple(splits)
         if key not in self._memories:
-            self._memories[key] = build_memory(
-                self.settings.home_dir, splits=splits, include_user=False,
-                url=self.settings.memory_url, collection=f"{self.settings.memory_collection}-eval-{'-'.join(splits)}",
-            )
+            self._memories[key] = eval_memory(self.settings, splits)
         return self._memories[key]
 
     def nearest_rows(self, items, splits: list[str]) -> list[float]:  # noqa: ANN001

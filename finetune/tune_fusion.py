@@ -118,8 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     from agent.chain import build_chain
     from agent.config import get_settings
     from agent.embeddings import embed
-    from agent.memory import build_memory
-    from finetune.ablation import memory_splits_for
+    from finetune.ablation import eval_memory, memory_splits_for
     from finetune.eval import DataError, evenly_spaced, load_items
 
     try:
@@ -133,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         memory_mode="fused", fusion_model_weight=1.0, fusion_memory_weight=1.0, fusion_relevance_weight=1.0,
         fusion_min_score=0.0, max_products=20, backend="links",
     )
-    memory = build_memory(settings.home_dir, splits=splits, include_user=False)
+    memory = eval_memory(settings, splits)
     chain = build_chain(settings, memory=memory)
     from tqdm import tqdm
 

@@ -252,10 +252,9 @@ def _quality(options: BenchOptions, settings: Settings, items: list[NeedItem], l
         # holds every split, which would answer test needs with their own gold types).
         memory = None
         if run_settings.memory_mode != "model":
-            from agent.memory import build_memory
-            from finetune.ablation import memory_splits_for
+            from finetune.ablation import eval_memory, memory_splits_for
 
-            memory = build_memory(run_settings.home_dir, splits=memory_splits_for(gold), include_user=False)
+            memory = eval_memory(run_settings, memory_splits_for(gold))
         chain = build_chain(run_settings, llm=run_llm, backend=LinksBackend(), memory=memory)
         summary = evaluate(gold, chain.batch, batch_size=run_settings.batch_size).summary
         changed = set(options.overrides) | set(options.compare_overrides)  # both runs show the levers' values
