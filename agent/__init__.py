@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.schemas import Listing, Recommendation, Suggestion
+from agent.core.schemas import Listing, Recommendation, Suggestion
 
 __all__ = ["Listing", "Recommendation", "Suggestion", "build_chain", "recommend"]
 
 
 def __getattr__(name: str) -> Any:
     if name in {"build_chain", "recommend"}:
-        from agent import chain
+        from agent.pipeline import chain
 
         return getattr(chain, name)
     raise AttributeError(f"module 'agent' has no attribute {name!r}")

@@ -14,19 +14,12 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from agent.config import MemoryMode
-from agent.memory import SPLITS, shipped_split_path
-from finetune.eval import EvalItem, EvalResult
-from finetune.metrics import NeedScore
-
-if TYPE_CHECKING:
-    from agent.config import Settings
-    from agent.memory import NeedMemory
+from agent.core.config import MemoryMode
+from agent.pipeline.evaluation import EvalItem, EvalResult, memory_splits_for
+from agent.pipeline.scoring import NeedScore
 
 MODES: tuple[MemoryMode, ...] = ("model", "memory", "fused")
 #: Upper bounds of the nearest-row buckets (the last is open).
@@ -54,43 +47,6 @@ class Ablation(BaseModel):
 
     memory_splits: dict[str, list[str]]
     runs: list[AblationRun]
-
-
-def memory_splits_for(items: Sequence[EvalItem]) -> list[str]:
-    """The shipped splits an eval of ``items`` may use as memory (see the module docstring)."""
-    needs = {item.need.casefold() for item in items}
-    allowed: list[str] = []
-    for split in SPLITS:
-        path = shipped_split_path(split)
-        split_needs = _needs_of(path) if path.is_file() else set()
-        if needs & split_needs:
-            break
-        allowed.append(split)
-    return allowed
-
-
-def eval_memory(settings: Settings, splits: Sequence[str]) -> NeedMemory:
-    """A memory of the given shipped splits only (see :func:`memory_splits_for`), never the user's rows; on
-    a Chroma server, in a collection of its own so the shared one is never mixed with it."""
-    from agent.memory import build_memory
-
-    return build_memory(
-        settings.home_dir,
-        splits=splits,
-        include_user=False,
-        url=settings.memory_url,
-        collection=f"{settings.memory_collection}-eval-{'-'.join(splits)}",
-    )
-
-
-def _needs_of(path: Path) -> set[str]:
-    import json
-
-    return {
-        json.loads(line)["need"].casefold()
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    }
 
 
 def bucket_of(nearest: float) -> str:

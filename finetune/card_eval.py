@@ -1,7 +1,7 @@
 """Put saved ``whazzat eval --json`` results into an adapter's model card, as one table.
 
     whazzat eval finetune/data/test.jsonl finetune/data/seed_test.jsonl --json > ablation.json
-    python -m finetune.card_eval finetune/adapters/smollm2-135m-whazzat-grounded ablation.json
+    whazzat card-eval finetune/adapters/smollm2-135m-whazzat-grounded ablation.json
 
 A file may hold one result (``EvalResult``) or a whole ablation (``{"runs": [...]}``): one row per run.
 
@@ -11,16 +11,17 @@ no stale figures. Every row comes from a result file: the card never holds a fig
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import typer
+from pydantic import BaseModel, ConfigDict, Field
 
-from finetune.metrics import MATCH_COSINE, Summary
+from agent.cli.common import fail
+from agent.pipeline.scoring import MATCH_COSINE, Summary
 from finetune.model_card import write_eval_section
 
 #: The issue's targets for the embedded default, shown next to the figures.
@@ -60,7 +61,7 @@ def eval_table(results: Sequence[SavedEval], note: str = "") -> str:
     how = (
         "`whazzat eval DATA... --json` (the answer's first 5 types; a match is an equal normalised name "
         f"or MiniLM cosine >= {MATCH_COSINE}; precision one-to-one, and any-match), links backend; the memory "
-        f"never holds the evaluated split; table written {day} by `python -m finetune.card_eval`."
+        f"never holds the evaluated split; table written {day} by `whazzat card-eval`."
     )
     lines = [
         how,
@@ -77,25 +78,39 @@ def eval_table(results: Sequence[SavedEval], note: str = "") -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write saved `whazzat eval --json` results into a model card.")
-    parser.add_argument("adapter_dir", type=Path, help="The adapter directory whose README.md is the card.")
-    parser.add_argument("results", type=Path, nargs="+", help="Files written by `whazzat eval ... --json`.")
-    parser.add_argument("--note", default="", help="A sentence under the table (e.g. what the run saw).")
-    args = parser.parse_args(argv)
-    results: list[SavedEval] = []
-    for path in args.results:
+def card_eval(
+    adapter_dir: Annotated[Path, typer.Argument(help="The adapter directory whose README.md is the card.")],
+    results: Annotated[list[Path], typer.Argument(help="Files written by `whazzat eval ... --json`.")],
+    note: Annotated[str, typer.Option("--note", help="A sentence under the table (e.g. what the run saw).")] = "",
+) -> None:
+    """Write saved `whazzat eval --json` results into an adapter's model card, as one table.
+
+    The card's evaluation section is replaced, so no stale figure stays; every row comes from a file.
+
+    \b
+    Example:
+      whazzat card-eval finetune/adapters/smollm2-135m-whazzat-grounded ablation.json
+    """
+    saved: list[SavedEval] = []
+    for path in results:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             runs = raw["runs"] if isinstance(raw, dict) and "runs" in raw else [{"result": raw}]
-            results.extend(SavedEval.model_validate(run["result"]) for run in runs)
+            saved.extend(SavedEval.model_validate(run["result"]) for run in runs)
         except (OSError, ValueError, KeyError, TypeError) as error:  # ValidationError is a ValueError
-            sys.exit(f"error: {path} is not a saved `whazzat eval --json` result: {str(error).splitlines()[0]}")
+            fail(f"{path} is not a saved `whazzat eval --json` result: {str(error).splitlines()[0]}")
     try:
-        write_eval_section(args.adapter_dir, eval_table(results, args.note))
+        write_eval_section(adapter_dir, eval_table(saved, note))
     except (OSError, ValueError) as error:
-        sys.exit(f"error: {error}")
-    print(f"wrote {len(results)} rows into {args.adapter_dir / 'README.md'}")
+        fail(str(error))
+    typer.echo(f"wrote {len(saved)} rows into {adapter_dir / 'README.md'}")
+
+
+def main() -> None:
+    """``python -m finetune.card_eval``: the same command as ``whazzat card-eval``."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(card_eval)
+    app()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``whazzat finetune`` and ``whazzat merge``: plain typer-annotated functions, registered in agent/cli.py.
+"""``whazzat finetune`` and ``whazzat merge``: plain typer-annotated functions, and :func:`register`, which
+adds them and the other training commands to the ``whazzat`` app (the ``whazzat.commands`` entry point).
 
 Importing this module loads no torch or transformers (they load inside the commands), so
 ``whazzat --help`` stays instant. Bad input (missing file, invalid YAML, unknown key, bad value) prints
@@ -15,12 +16,7 @@ from typing import Annotated
 
 import typer
 
-EXIT_BAD_INPUT = 2
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"Error: {message}", err=True)
-    return typer.Exit(EXIT_BAD_INPUT)
+from agent.cli.common import fail
 
 
 def _size_mb(directory: Path) -> float:
@@ -71,17 +67,17 @@ def finetune(
     try:
         parsed = load_recipe(recipe, overrides)
     except RecipeError as error:
-        raise _fail(str(error)) from None
+        fail(str(error))
     if dry_run:
         typer.echo(recipe_to_yaml(parsed), nl=False)
         return
     for label, path in (("train", parsed.data.train_file), ("eval", parsed.data.eval_file)):
         if path is not None and not Path(path).is_file():
-            raise _fail(f"{label} data file not found: {path} (set data.{label}_file)")
+            fail(f"{label} data file not found: {path} (set data.{label}_file)")
 
     missing = [name for name in ("trl", "datasets") if importlib.util.find_spec(name) is None]
     if missing:
-        raise _fail(f"training needs {', '.join(missing)}: pip install -e \".[finetune]\"")
+        fail(f"training needs {', '.join(missing)}: pip install -e \".[finetune]\"")
 
     from finetune.dataset import DataError
     from finetune.train import last_checkpoint, train
@@ -92,9 +88,9 @@ def finetune(
         + [f"--set {shlex.quote(item)}" for item in overrides]
     )
     if resume and parsed.training.save_strategy == "no":
-        raise _fail("--resume needs a recipe that saves checkpoints: --set save_strategy=steps")
+        fail("--resume needs a recipe that saves checkpoints: --set save_strategy=steps")
     if parsed.model.init_adapter is not None and not (Path(parsed.model.init_adapter) / "adapter_config.json").is_file():
-        raise _fail(f"model.init_adapter is not a LoRA adapter directory: {parsed.model.init_adapter}")
+        fail(f"model.init_adapter is not a LoRA adapter directory: {parsed.model.init_adapter}")
     if resume:
         checkpoint = last_checkpoint(parsed.training.output_dir)
         typer.echo(f"Resuming from {checkpoint}" if checkpoint else "No checkpoint yet: starting from step 0", err=True)
@@ -102,7 +98,7 @@ def finetune(
     try:
         output_dir = train(parsed, command=command, resume=resume)
     except DataError as error:
-        raise _fail(str(error)) from None
+        fail(str(error))
     typer.echo(f"Saved the adapter and its model card in {output_dir} ({_size_mb(output_dir):.1f} MB)")
 
 
@@ -128,14 +124,36 @@ def merge(
     A merged model generates faster than base + adapter and loads in vLLM or TGI as a plain model.
     """
     if not (adapter / "adapter_config.json").is_file():
-        raise _fail(f"{adapter} is not a LoRA adapter directory (no adapter_config.json)")
+        fail(f"{adapter} is not a LoRA adapter directory (no adapter_config.json)")
     if dtype not in {"float32", "bfloat16", "float16"}:
-        raise _fail(f"--dtype must be float32, bfloat16 or float16, not {dtype!r}")
+        fail(f"--dtype must be float32, bfloat16 or float16, not {dtype!r}")
 
     from finetune.merge import merge as merge_adapter
 
     try:
         output = merge_adapter(base, adapter, out, dtype=dtype)
     except ValueError as error:
-        raise _fail(str(error)) from None
+        fail(str(error))
     typer.echo(f"Merged model saved in {output} ({_size_mb(output):.0f} MB)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``whazzat finetune``, ``merge``, ``eval``, ``tune-fusion``, ``card-eval`` and ``data build|seed``
+    (the ``whazzat.commands`` entry point named in pyproject.toml). Each command lives in its own module."""
+    from finetune.card_eval import card_eval
+    from finetune.data.build import build_command
+    from finetune.data.seed import seed
+    from finetune.eval_cli import eval_command
+    from finetune.tune_fusion import tune_fusion
+
+    app.command("finetune")(finetune)
+    app.command("merge")(merge)
+    app.command("eval")(eval_command)
+    app.command("tune-fusion")(tune_fusion)
+    app.command("card-eval")(card_eval)
+    data_app = typer.Typer(
+        help="The fine-tuning dataset: import the original seed data, build the splits.", no_args_is_help=True
+    )
+    data_app.command("build")(build_command)
+    data_app.command("seed")(seed)
+    app.add_typer(data_app, name="data")

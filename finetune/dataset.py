@@ -1,4 +1,4 @@
-"""From JSONL records to trl prompt/completion examples, rendered through :mod:`agent.prompts`.
+"""From JSONL records to trl prompt/completion examples, rendered through :mod:`agent.pipeline.prompts`.
 
 A record is ``{"need", "products", "paraphrases", "area", "source"}``. It becomes:
 
@@ -7,7 +7,7 @@ A record is ``{"need", "products", "paraphrases", "area", "source"}``. It become
   (``prompts/suggest_grounded.yaml``; neighbours from :mod:`finetune.grounding`);
 - rewrite: need -> its paraphrases, one per line, when it has at least ``min_rewrite_paraphrases``.
 
-Both the prompt and the answer go through :func:`agent.prompts.render_prompt` and the tokenizer's chat
+Both the prompt and the answer go through :func:`agent.pipeline.prompts.render_prompt` and the tokenizer's chat
 template, so training sees byte for byte what inference sends. The completion is the rendered answer
 turn (ending with the template's end-of-turn token), and trl puts the loss on it alone.
 """
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.errors import WhazzatError
-from agent.prompts import format_neighbours, format_paraphrases, format_products, render_prompt
+from agent.core.errors import WhazzatError
+from agent.pipeline.prompts import format_neighbours, format_paraphrases, format_products, render_prompt
 from finetune.grounding import DEFAULT_EXCLUDE_COSINE, DEFAULT_NEIGHBOURS, Embed, training_neighbours
 
 
@@ -118,7 +118,7 @@ def iter_examples(
     grounded: dict[tuple[int, str], str] = {}
     if "suggest_grounded" in tasks:
         if embed is None:
-            from agent.embeddings import embed
+            from agent.core.embeddings import embed
         found = training_neighbours(
             records, asked, embed, k=neighbours_k, exclude_cosine=neighbour_exclude_cosine
         )

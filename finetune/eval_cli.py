@@ -9,19 +9,19 @@ Importing this module is cheap (no torch): the chain and MiniLM load inside :fun
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from agent.cli_options import AdapterOption, JsonOption, ModelOption, NoAdapterOption, fail
+from agent.cli.common import fail
+from agent.cli.options import AdapterOption, JsonOption, ModelOption, NoAdapterOption
 
 if TYPE_CHECKING:
-    from agent.config import Settings
+    from agent.core.config import Settings
+    from agent.pipeline.evaluation import EvalResult
     from finetune.ablation import Ablation
-    from finetune.eval import EvalResult
 
 
 def eval_command(
@@ -70,9 +70,9 @@ def eval_command(
     """
     from pydantic import ValidationError
 
-    from agent.config import get_settings
+    from agent.core.config import get_settings
+    from agent.pipeline.evaluation import DataError, evenly_spaced, load_items
     from finetune.ablation import MODES
-    from finetune.eval import DataError, evenly_spaced, load_items
 
     modes = modes or list(MODES)
     unknown = sorted(set(modes) - set(MODES))
@@ -95,7 +95,7 @@ def eval_command(
     # -p 0 means no rewriting, so 'both' is just 'off'.
     rewrites = sorted({0} if rewrite == "off" else {0, settings.paraphrases} if rewrite == "both" else {settings.paraphrases})
 
-    from agent.errors import WhazzatError
+    from agent.core.errors import WhazzatError
     from finetune.ablation import run_ablation
 
     runner = _Runner(settings, total=sum(len(items) for _, items in datasets) * len(modes) * len(rewrites))
@@ -129,7 +129,7 @@ class _Runner:
         self.progress.__exit__(*exc_info)
 
     def memory(self, splits: list[str]):  # noqa: ANN201 - NeedMemory
-        from finetune.ablation import eval_memory
+        from agent.pipeline.evaluation import eval_memory
 
         key = tuple(splits)
         if key not in self._memories:
@@ -141,8 +141,8 @@ class _Runner:
         return [hits[0].similarity if hits else 0.0 for hits in found]
 
     def evaluate(self, data: str, items, mode: str, paraphrases: int, splits: list[str]) -> EvalResult:  # noqa: ANN001
-        from agent.chain import build_chain
-        from finetune.eval import evaluate
+        from agent.pipeline.chain import build_chain
+        from agent.pipeline.evaluation import evaluate
 
         settings = self.settings.model_copy(update={"memory_mode": mode, "paraphrases": paraphrases})
         chain = build_chain(settings, memory=self.memory(splits) if mode != "model" else None)

@@ -2,7 +2,7 @@
 
     whazzat merge --adapter finetune/adapters/smollm2-135m-whazzat --out merged/smollm2-whazzat
 
-A merged model generates faster than base + unmerged adapter (1.6x measured, DESIGN.md) and loads in any
+A merged model generates faster than base + unmerged adapter (1.6x, measured on a tiny Llama) and loads in any
 server that reads Hugging Face weights (vLLM, TGI). A QLoRA adapter is merged into the base in
 ``dtype`` (never into 4-bit weights, which would lose the adapter's precision).
 """

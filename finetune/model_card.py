@@ -48,7 +48,7 @@ rephrases a need (task `rewrite`), for [Whazzat](../../../README.md). {metadata.
 
 - **Base model**: `{metadata["base_model"]}` (`{metadata["base_model_hub_id"]}`)
 - **Prompt format**: the templates in `prompts/*.yaml`, rendered through the base model's chat template
-  (`agent.prompts.render_prompt`); the loss is on the answer only.
+  (`agent.pipeline.prompts.render_prompt`); the loss is on the answer only.
 - **Adapter**: LoRA r={metadata["lora"]["r"]}, alpha={metadata["lora"]["alpha"]} on
   `{metadata["lora"]["target_modules"]}`, saved in {metadata["adapter_dtype"]}
   ({metadata["trainable_parameters"]:,} parameters).

@@ -1,7 +1,7 @@
 """Resolve and load a base model for training or merging, in full precision or 4-bit (QLoRA).
 
 The special base name ``embedded:smollm2-135m-instruct`` resolves to the local safetensors conversion of
-the embedded SmolLM2 (made once by :func:`agent.llm.embedded_model_dir`); anything else is a Hugging Face
+the embedded SmolLM2 (made once by :func:`agent.models.llm.embedded_model_dir`); anything else is a Hugging Face
 id or a local directory.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.config import EMBEDDED_MODEL
+from agent.core.config import EMBEDDED_MODEL
 
 #: Hub id of the model the embedded GGUF was quantised from (for model cards' ``base_model`` field).
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -18,8 +18,8 @@ EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 def resolve_base(name: str) -> str:
     """A path or Hub id that ``from_pretrained`` accepts for the recipe's ``model.base``."""
     if name == EMBEDDED_MODEL:
-        from agent.config import get_settings
-        from agent.llm import embedded_model_dir
+        from agent.core.config import get_settings
+        from agent.models.llm import embedded_model_dir
 
         return str(embedded_model_dir(get_settings().home_dir))
     if name.startswith("embedded:"):
@@ -65,7 +65,8 @@ def load_model(
     ``device`` places a 4-bit model ("cpu", "cuda"); None means the GPU when there is one.
 
     Never run inference on a 4-bit model before training it: bitsandbytes repacks the weights in eval
-    mode and the LoRA then silently gets no gradient (DESIGN.md, section 4).
+    mode and the LoRA then silently gets no gradient (bitsandbytes 0.50; its only sign is a ``gemv_4bit ...
+    autograd kernel was not registered`` warning).
     """
     import torch
     from transformers import AutoModelForCausalLM

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agent.errors import WhazzatError
+from agent.core.errors import WhazzatError
 
 #: The base-model name that resolves to the embedded SmolLM2 (see :func:`finetune.modeling.resolve_base`).
 EMBEDDED_BASE = "embedded:smollm2-135m-instruct"

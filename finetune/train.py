@@ -80,7 +80,8 @@ def lora_not_moved(before: dict[str, Any], model: Any) -> list[str]:
     """Names of the snapshotted LoRA matrices that are unchanged: they got no gradient.
 
     B starts at zero and moves on the first optimizer step whenever gradients flow, so an unchanged B
-    means a broken backward pass, e.g. a 4-bit model that ran inference before training (DESIGN.md).
+    means a broken backward pass, e.g. a 4-bit model that ran inference before training (bitsandbytes then
+    repacks its weights and the LoRA gets no gradient, silently).
     """
     import torch
 
@@ -132,7 +133,7 @@ def _versions() -> dict[str, str]:
 
 def _task_counts(dataset: Any) -> dict[str, int]:
     """Examples per task, told apart by the prompt (a rewrite prompt asks for rewrites)."""
-    from agent.prompts import load_template
+    from agent.pipeline.prompts import load_template
 
     marker = load_template("rewrite").user.split("{")[0]
     rewrite = sum(marker in p for p in dataset["prompt"])

@@ -1,28 +1,30 @@
 """Tune the fusion's weights and threshold on val (never on test).
 
-    python -m finetune.tune_fusion finetune/data/val.jsonl [--sample N] [--json]
+    whazzat tune-fusion finetune/data/val.jsonl [--sample N] [--json]
 
 The chain runs once over the needs (grounded + fused, rewriting on, memory of the splits before val:
 train only), keeping every fused type with its raw parts (each weight 1, no threshold). The weights are
 then searched offline on a grid: each setting re-ranks the same candidates, drops the types under the
 threshold (keeping ``min_products``), and scores the top 5 against gold. The objective is hit@5 +
 precision@5 (one-to-one). The best setting is printed as ``WHAZZAT_FUSION_*`` lines to copy into the
-defaults in ``agent/config.py``.
+defaults in ``agent/core/config.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
+import typer
 from pydantic import BaseModel
 
-from finetune.metrics import TOP_K, allowed_matches, match_pairs
+from agent.cli.common import fail
+from agent.pipeline.scoring import TOP_K, allowed_matches, match_pairs
 
 MODEL_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 MEMORY_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
@@ -50,7 +52,7 @@ class TuneRow(BaseModel):
 
 def rank(candidates: Sequence[Candidate], weights: dict[str, float], min_score: float, min_products: int) -> list[str]:
     """The types shown for one need under ``weights``: the fusion's own ranking and threshold rule."""
-    from agent.fusion import kept_count
+    from agent.pipeline.fusion import kept_count
 
     scored = sorted(
         ((sum(weights[p] * c.parts.get(p, 0.0) for p in PARTS), c) for c in candidates),
@@ -108,45 +110,56 @@ def gold_matches(products: Sequence[str], gold: Sequence[str], embed) -> dict[st
     return {product: set(allowed) for product, allowed in zip(products, allowed_matches(products, gold, similarity), strict=True)}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("data", type=Path, help="val data (JSONL with need and products); never test")
-    parser.add_argument("--sample", type=int, default=None, help="N needs spread evenly through the file")
-    parser.add_argument("--json", action="store_true", help="print every grid row as JSON")
-    args = parser.parse_args(argv)
+def tune_fusion(
+    data: Annotated[Path, typer.Argument(help="val data (JSONL with need and products); never test.")],
+    sample: Annotated[
+        int | None, typer.Option("--sample", min=1, help="N needs spread evenly through the file.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print every grid row as JSON.")] = False,
+) -> None:
+    """Tune the fusion's weights and threshold on val (never on test).
 
-    from agent.chain import build_chain
-    from agent.config import get_settings
-    from agent.embeddings import embed
-    from finetune.ablation import eval_memory, memory_splits_for
-    from finetune.eval import DataError, evenly_spaced, load_items
+    Answers the needs once, then searches the weight grid offline and prints the best settings as
+    WHAZZAT_FUSION_* lines for agent/core/config.py.
+
+    \b
+    Example:
+      whazzat tune-fusion finetune/data/val.jsonl --sample 280
+    """
+    from agent.pipeline.evaluation import DataError, evenly_spaced, load_items, memory_splits_for
 
     try:
-        items = evenly_spaced(load_items(args.data), args.sample)
+        items = evenly_spaced(load_items(data), sample)
     except DataError as error:
-        sys.exit(f"error: {error}")
+        fail(str(error))
     splits = memory_splits_for(items)
     if splits == ["train", "val"]:  # the needs come from the test split
-        sys.exit("error: these needs are in the test split; tune on val, never on test")
+        fail("these needs are in the test split; tune on val, never on test")
+
+    from tqdm import tqdm
+
+    from agent.core.config import get_settings
+    from agent.core.embeddings import embed
+    from agent.pipeline.chain import build_chain
+    from agent.pipeline.evaluation import eval_memory
+
     settings = get_settings(
         memory_mode="fused", fusion_model_weight=1.0, fusion_memory_weight=1.0, fusion_relevance_weight=1.0,
         fusion_min_score=0.0, max_products=20, backend="links",
     )
     memory = eval_memory(settings, splits)
     chain = build_chain(settings, memory=memory)
-    from tqdm import tqdm
-
     with tqdm(total=len(items), desc="answering val", unit="need", file=sys.stderr) as bar:
         predictions = _raw_candidates([item.need for item in items], chain, bar)
     golds = [item.products for item in items]
     matches = [gold_matches([c.product for c in cands], gold, embed) for cands, gold in zip(predictions, golds, strict=True)]
     rows = search_grid(predictions, matches, golds, settings.min_products)
-    if args.json:
-        print(json.dumps({"data": str(args.data), "needs": len(items), "memory_splits": splits,
+    if json_output:
+        print(json.dumps({"data": str(data), "needs": len(items), "memory_splits": splits,
                           "rows": [r.model_dump() for r in rows]}))
         return
     best = rows[0]
-    print(f"{args.data}: {len(items)} needs, memory of {', '.join(splits)}; best of {len(rows)} settings:")
+    print(f"{data}: {len(items)} needs, memory of {', '.join(splits)}; best of {len(rows)} settings:")
     for row in rows[:10]:
         print(f"  model {row.model:<4} memory {row.memory:<4} relevance {row.relevance:<4} min_score {row.min_score:<4}"
               f" -> hit@5 {row.hit_at_5:.3f}  precision@5 {row.precision_at_5:.3f}  types shown {row.types_shown:.1f}")
@@ -165,6 +178,13 @@ def _raw_candidates(needs: list[str], chain, bar) -> list[list[Candidate]]:  # n
             )
         bar.update(len(needs[start : start + batch]))
     return found
+
+
+def main() -> None:
+    """``python -m finetune.tune_fusion``: the same command as ``whazzat tune-fusion``."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(tune_fusion)
+    app()
 
 
 if __name__ == "__main__":

@@ -1,1 +1,1 @@
-"""Prompt templates as files (package data). Loaded and validated by :mod:`agent.prompts`."""
+"""Prompt templates as files (package data). Loaded and validated by :mod:`agent.pipeline.prompts`."""

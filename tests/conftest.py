@@ -3,10 +3,9 @@ the network is off (pytest-socket, see pyproject) except loopback for local test
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
-
-import os
 
 import pytest
 

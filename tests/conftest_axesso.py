@@ -1,8 +1,9 @@
 """Shared fixtures and builders for the search-backend and ranking tests (no network).
 
 Test modules import fixtures by function name (``fixture_server`` provides the fixture ``server``, so a
-test's parameter does not shadow the import) and the builders (``make_settings``, ``product``...) directly.
-The local server speaks Axesso's schema (DESIGN.md §5); it is threaded so slow handlers and concurrent
+test's parameter does not shadow the import) and the builders (``make_settings``, ``listing``) directly.
+Axesso's responses come from the one fake of the project, :mod:`agent.bench.fake_axesso` (``SEARCH_PATH``,
+``product``, ``search_page``), served here by a threaded local server, so slow handlers and concurrent
 searches behave like the real API.
 """
 
@@ -20,24 +21,20 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from agent.config import Settings
-from agent.schemas import Listing
+from agent.core.config import Settings
+from agent.core.schemas import Listing
+from tests.httpserver import threaded_httpserver
 
 #: A fake RapidAPI key; the tests assert it never leaks into output, logs, warnings or reprs.
 FAKE_KEY = "test-key-not-real"
-SEARCH_PATH = "/amz/amazon-search-by-keyword-asin"
 _serial = itertools.count(1)
 
 
 @pytest.fixture(scope="session", name="axesso_server")
 def fixture_axesso_server() -> Iterator[HTTPServer]:
     """A threaded local HTTP server for the session; tests use ``server``, which clears it."""
-    server = HTTPServer(host="127.0.0.1", threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    if server.is_running():
-        server.stop()
+    with threaded_httpserver() as server:
+        yield server
 
 
 @pytest.fixture(name="server")
@@ -103,7 +100,7 @@ def fixture_clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session", name="minilm")
 def fixture_minilm() -> object:
     """Load MiniLM once per session (a few seconds); tests that rank or search catalogs use it."""
-    from agent.embeddings import get_embedder
+    from agent.core.embeddings import get_embedder
 
     return get_embedder()
 
@@ -128,43 +125,6 @@ def make_settings(home: Path, base_url: str = "http://127.0.0.1:9", **overrides:
     }
     values.update(overrides)
     return Settings(**values)
-
-
-def product(**fields: Any) -> dict[str, Any]:
-    """One ``searchProductDetails`` entry as Axesso's 2025 shape writes it; ``fields`` override."""
-    item: dict[str, Any] = {
-        "productDescription": "Fiskars Ergo Garden Trowel, Heavy Duty Hand Shovel",
-        "asin": "B00002N6U4",
-        "countReview": 3000,
-        "imgUrl": "https://m.media-amazon.com/images/I/71trowel._AC_UL320_.jpg",
-        "price": 12.99,
-        "retailPrice": 15.99,
-        "productRating": "4.7 out of 5 stars",
-        "prime": True,
-        "dpUrl": "/Fiskars-Ergo-Trowel/dp/B00002N6U4/ref=sr_1_1?keywords=garden+trowel",
-        "sponsored": False,
-        "salesVolume": "10K+ bought in past month",
-    }
-    item.update(fields)
-    return item
-
-
-def search_page(
-    products: list[dict[str, Any]], keyword: str = "garden trowel", **fields: Any
-) -> dict[str, Any]:
-    """A 2025-shape search response around ``products``."""
-    page: dict[str, Any] = {
-        "statusCode": 200,
-        "statusMessage": "FOUND",
-        "keyword": keyword,
-        "domainCode": "com",
-        "page": 1,
-        "resultCount": len(products),
-        "similarKeywords": [],
-        "searchProductDetails": products,
-    }
-    page.update(fields)
-    return page
 
 
 def listing(product: str = "garden trowel", **fields: Any) -> Listing:

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner, Result
 
-import agent.chain
-import agent.embeddings
-import agent.ranking
-from agent.config import AMAZON_DOMAINS
+import agent.core.embeddings
+import agent.pipeline.chain
+import agent.pipeline.ranking
+from agent.core.config import AMAZON_DOMAINS
 from tests.conftest import exact_similarity
 from tests.fakes import FakeWhazzatLLM
 from tools.axesso_parse import AMAZON_IMAGE_HOSTS
@@ -45,15 +45,15 @@ def use_fake_model(monkeypatch: pytest.MonkeyPatch, llm: FakeWhazzatLLM | None =
     """Make every command build its chain on ``llm`` (a fresh FakeWhazzatLLM by default), with exact
     duplicate folding and hash embeddings instead of MiniLM. Returns the model, which records prompts."""
     llm = llm if llm is not None else FakeWhazzatLLM(prompts=[])
-    real_build = agent.chain.build_chain
+    real_build = agent.pipeline.chain.build_chain
 
     def build(settings: Any = None, **overrides: Any) -> Any:
         overrides.pop("llm", None)
         return real_build(settings, llm=llm, similarity=exact_similarity, **overrides)
 
-    monkeypatch.setattr(agent.chain, "build_chain", build)
-    monkeypatch.setattr(agent.ranking, "minilm_relevance", lambda titles, products: [0.5] * len(titles))
-    monkeypatch.setattr(agent.embeddings, "embed", fake_embed)
+    monkeypatch.setattr(agent.pipeline.chain, "build_chain", build)
+    monkeypatch.setattr(agent.pipeline.ranking, "minilm_relevance", lambda titles, products: [0.5] * len(titles))
+    monkeypatch.setattr(agent.core.embeddings, "embed", fake_embed)
     return llm
 
 
@@ -75,7 +75,7 @@ def axesso_env(monkeypatch: pytest.MonkeyPatch, url: str, key: str = "test-key-n
 
 def invoke(args: Sequence[object], **kwargs: Any) -> Result:
     """Run the real ``whazzat`` command line in-process."""
-    from agent.cli import app
+    from agent.cli.main import app
 
     return runner.invoke(app, [str(arg) for arg in args], **kwargs)
 

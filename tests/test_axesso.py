@@ -12,22 +12,20 @@ import time
 
 import pytest
 
-from agent.config import Settings
+from agent.bench.fake_axesso import SEARCH_PATH, product, search_page
+from agent.core.config import Settings
+from agent.core.http import HttpPolicy, parse_retry_after
 from tests.conftest_axesso import (  # noqa: F401 - fixtures are found by name
     FAKE_KEY,
-    SEARCH_PATH,
     fixture_axesso_server,
     fixture_clean_env,
     fixture_server,
     fixture_slow_handler,
     make_settings,
-    product,
-    search_page,
 )
 from tools import cache as cache_module
 from tools.axesso import AxessoBackend, cache_key
 from tools.base import SearchQuery
-from tools.http import parse_retry_after
 from tools.registry import make_backend
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -64,7 +62,7 @@ def test_success_returns_validated_listings_and_sends_the_expected_request(serve
         search_page([product(), product(asin="B000000002", dpUrl="https://www.amazon.co.uk/dp/B000000002")])
     )
 
-    outcome = AxessoBackend(settings).search(q(domain="co.uk", page=2, sort="review-rank"))
+    outcome = make_backend(settings).search(q(domain="co.uk", page=2, sort="review-rank"))
 
     assert calls(server) == 1 and outcome.calls == 1 and outcome.cache_hits == 0
     assert outcome.warnings == []
@@ -83,7 +81,7 @@ def test_missing_and_extra_fields(server, settings):
     server.expect_request(SEARCH_PATH).respond_with_json(
         search_page([bare, product(price=None, productRating=None, countReview=None)], newPageField={"x": 1})
     )
-    outcome = AxessoBackend(settings).search(q())
+    outcome = make_backend(settings).search(q())
     assert outcome.listings[0].url == "https://www.amazon.com/dp/B000000003"
     assert all(x.price is None and x.rating is None for x in outcome.listings)
 
@@ -98,7 +96,7 @@ def test_older_response_shape(server, settings):
         ],
     }
     server.expect_request(SEARCH_PATH).respond_with_json(old)
-    (only,) = AxessoBackend(settings).search(q("phone case")).listings
+    (only,) = make_backend(settings).search(q("phone case")).listings
     assert (only.url, only.reviews) == ("https://www.amazon.com/dp/B07KY8VKGK", 24079)
 
 
@@ -113,7 +111,7 @@ def test_relative_and_absolute_dp_urls_kept_javascript_and_foreign_dropped(serve
             ]
         )
     )
-    outcome = AxessoBackend(settings).search(q())
+    outcome = make_backend(settings).search(q())
     assert [x.url for x in outcome.listings] == [
         "https://www.amazon.com/a/dp/B000000001",
         "https://www.amazon.com/b/dp/B000000002",
@@ -127,7 +125,7 @@ def test_429_with_retry_after_is_waited_out_then_succeeds(server, settings):
     )
     server.expect_request(SEARCH_PATH).respond_with_json(search_page([product()]))
     started = time.monotonic()
-    outcome = AxessoBackend(settings).search(q())
+    outcome = make_backend(settings).search(q())
     assert time.monotonic() - started >= 1.0  # the server's Retry-After, not our tiny backoff
     assert calls(server) == 2 and outcome.calls == 2
     assert len(outcome.listings) == 1 and outcome.warnings == []
@@ -138,7 +136,7 @@ def test_retry_after_over_the_cap_ends_retries_at_once(server, settings):
         {"message": "slow down"}, status=429, headers={"Retry-After": "3600"}
     )
     started = time.monotonic()
-    outcome = AxessoBackend(settings).search(q())
+    outcome = make_backend(settings).search(q())
     assert time.monotonic() - started < 1.0
     assert calls(server) == 1
     assert outcome.listings[0].url == "https://www.amazon.com/s?k=garden+trowel"  # the links fallback
@@ -149,7 +147,7 @@ def test_429_with_no_calls_left_is_not_retried(server, settings):
     server.expect_request(SEARCH_PATH).respond_with_json(
         {"message": "quota"}, status=429, headers={"x-ratelimit-requests-remaining": "0"}
     )
-    outcome = AxessoBackend(settings).search(q())
+    outcome = make_backend(settings).search(q())
     assert calls(server) == 1
     assert "links" in outcome.warnings[0]
 
@@ -158,14 +156,14 @@ def test_5xx_twice_then_success(server, settings):
     server.expect_oneshot_request(SEARCH_PATH).respond_with_data("upstream down", status=502)
     server.expect_oneshot_request(SEARCH_PATH).respond_with_json({"message": "oops"}, status=500)
     server.expect_request(SEARCH_PATH).respond_with_json(search_page([product()]))
-    outcome = AxessoBackend(settings).search(q())
+    outcome = make_backend(settings).search(q())
     assert calls(server) == 3 and outcome.calls == 3
     assert len(outcome.listings) == 1 and outcome.warnings == []
 
 
 def test_5xx_every_time_falls_back_to_a_link_after_max_attempts(server, settings):
     server.expect_request(SEARCH_PATH).respond_with_data("down", status=503)
-    outcome = AxessoBackend(settings).search(q())
+    outcome = make_backend(settings).search(q())
     assert calls(server) == settings.http_max_attempts == outcome.calls
     (link,) = outcome.listings
     assert link.url == "https://www.amazon.com/s?k=garden+trowel"
@@ -179,7 +177,7 @@ def test_read_timeout_is_retried(server, tmp_path, slow_handler):
     handler = slow_handler(0.6, search_page([product()]))
     server.expect_oneshot_request(SEARCH_PATH).respond_with_handler(handler)
     server.expect_request(SEARCH_PATH).respond_with_json(search_page([product()]))
-    outcome = AxessoBackend(settings).search(q())
+    outcome = make_backend(settings).search(q())
     assert outcome.calls == 2 and handler.arrived == 1
     assert len(outcome.listings) == 1 and outcome.listings[0].asin == "B00002N6U4"
 
@@ -190,7 +188,7 @@ def test_read_timeout_every_time_falls_back(server, tmp_path, slow_handler):
     )
     handler = slow_handler(0.3, search_page([product()]))
     server.expect_request(SEARCH_PATH).respond_with_handler(handler)
-    outcome = AxessoBackend(settings).search(q())
+    outcome = make_backend(settings).search(q())
     expected = (
         "Axesso could not be reached (timed out after 2 attempts) for 'garden trowel'; "
         "showing Amazon search links instead."
@@ -203,7 +201,7 @@ def test_read_timeout_every_time_falls_back(server, tmp_path, slow_handler):
 
 def test_server_down_still_answers_with_links(tmp_path):
     settings = make_settings(tmp_path)  # nothing listens on the discard port
-    outcome = AxessoBackend(settings).search_many([q("garden trowel"), q("kneeling pad")])
+    outcome = make_backend(settings).search_many([q("garden trowel"), q("kneeling pad")])
     assert [x.url for x in outcome.listings] == [
         "https://www.amazon.com/s?k=garden+trowel",
         "https://www.amazon.com/s?k=kneeling+pad",
@@ -217,7 +215,7 @@ def test_malformed_json_is_not_retried_nor_cached(server, settings):
     server.expect_request(SEARCH_PATH).respond_with_data(
         '{"searchProductDetails": [', content_type="application/json"
     )
-    backend = AxessoBackend(settings)
+    backend = make_backend(settings)
     outcome = backend.search(q())
     assert calls(server) == 1
     assert "malformed JSON" in outcome.warnings[0]
@@ -227,10 +225,10 @@ def test_malformed_json_is_not_retried_nor_cached(server, settings):
 
 def test_empty_results_fall_back_to_a_link_and_are_cached(server, settings):
     server.expect_request(SEARCH_PATH).respond_with_json(search_page([]))
-    outcome = AxessoBackend(settings).search(q())
+    outcome = make_backend(settings).search(q())
     assert outcome.listings[0].url == "https://www.amazon.com/s?k=garden+trowel"
     assert "found no listings" in outcome.warnings[0]
-    again = AxessoBackend(settings).search(q())
+    again = make_backend(settings).search(q())
     assert calls(server) == 1 and again.cache_hits == 1
 
 
@@ -261,7 +259,7 @@ def test_empty_results_fall_back_to_a_link_and_are_cached(server, settings):
 )
 def test_4xx_is_not_retried(server, settings, status, body, expected):
     server.expect_request(SEARCH_PATH).respond_with_json(body, status=status)
-    outcome = AxessoBackend(settings).search(q())
+    outcome = make_backend(settings).search(q())
     assert calls(server) == 1 and outcome.calls == 1
     assert expected in outcome.warnings[0]
     assert outcome.listings[0].url == "https://www.amazon.com/s?k=garden+trowel"
@@ -269,7 +267,7 @@ def test_4xx_is_not_retried(server, settings, status, body, expected):
 
 def test_a_refused_key_stops_further_calls(server, settings):
     server.expect_request(SEARCH_PATH).respond_with_json({"message": "Invalid API key."}, status=403)
-    backend = AxessoBackend(settings)
+    backend = make_backend(settings)
     first = backend.search(q("garden trowel"))
     outcome = backend.search(q("kneeling pad"))
     assert calls(server) == 1
@@ -282,14 +280,14 @@ def test_a_refused_key_stops_further_calls(server, settings):
 
 def test_error_body_in_a_200_falls_back(server, settings):
     server.expect_request(SEARCH_PATH).respond_with_json({"logref": "error", "message": "bad domainCode"})
-    outcome = AxessoBackend(settings).search(q())
+    outcome = make_backend(settings).search(q())
     assert "answered with an error (bad domainCode)" in outcome.warnings[0]
 
 
 # --- key, cache, concurrency, call budget --------------------------------------------------------------
 def test_missing_key_makes_no_call_and_warns_once(server, tmp_path):
     settings = make_settings(tmp_path, server.url_for("").rstrip("/"), rapidapi_key=None)
-    outcome = AxessoBackend(settings).search_many([q("garden trowel"), q("kneeling pad")])
+    outcome = make_backend(settings).search_many([q("garden trowel"), q("kneeling pad")])
     assert calls(server) == 0
     assert len(outcome.listings) == 2
     expected = (
@@ -298,19 +296,19 @@ def test_missing_key_makes_no_call_and_warns_once(server, tmp_path):
     )
     assert outcome.warnings == [expected]
     # Account-wide problems name no product type, so separate searches warn alike (shown once).
-    assert AxessoBackend(settings).search(q("garden gloves")).warnings == outcome.warnings
+    assert make_backend(settings).search(q("garden gloves")).warnings == outcome.warnings
 
 
 def test_blank_key_counts_as_missing(server, tmp_path):
     settings = make_settings(tmp_path, server.url_for("").rstrip("/"), rapidapi_key="   ")
-    assert "RAPIDAPI_KEY is not set" in AxessoBackend(settings).search(q()).warnings[0]
+    assert "RAPIDAPI_KEY is not set" in make_backend(settings).search(q()).warnings[0]
     assert calls(server) == 0
 
 
 def test_repeated_query_is_served_from_the_disk_cache(server, settings):
     server.expect_request(SEARCH_PATH).respond_with_json(search_page([product()]))
-    first = AxessoBackend(settings).search_many([q("garden trowel")])
-    second = AxessoBackend(settings).search_many([q("Garden  Trowel")])  # a new process, same folded key
+    first = make_backend(settings).search_many([q("garden trowel")])
+    second = make_backend(settings).search_many([q("Garden  Trowel")])  # a new process, same folded key
     assert calls(server) == 1
     assert (first.calls, second.calls, second.cache_hits) == (1, 0, 1)
     assert second.listings[0].product == "Garden  Trowel"
@@ -325,10 +323,10 @@ def test_cache_key_separates_domain_page_and_sort():
 
 def test_no_cache_bypasses_reads_but_refreshes(server, settings):
     server.expect_request(SEARCH_PATH).respond_with_json(search_page([product()]))
-    AxessoBackend(settings).search(q())
-    AxessoBackend(settings.model_copy(update={"no_cache": True})).search(q())
+    make_backend(settings).search(q())
+    make_backend(settings.model_copy(update={"no_cache": True})).search(q())
     assert calls(server) == 2
-    AxessoBackend(settings).search(q())
+    make_backend(settings).search(q())
     assert calls(server) == 2
 
 
@@ -336,7 +334,7 @@ def test_a_corrupt_cache_does_not_break_search(server, settings):
     server.expect_request(SEARCH_PATH).respond_with_json(search_page([product()]))
     settings.home_dir.mkdir(parents=True)
     (settings.home_dir / "search-cache.sqlite3").write_bytes(b"\x00garbage" * 64)
-    outcome = AxessoBackend(settings).search(q())
+    outcome = make_backend(settings).search(q())
     assert len(outcome.listings) == 1 and calls(server) == 1
 
 
@@ -344,7 +342,7 @@ def test_product_types_are_searched_concurrently_and_deduplicated(server, settin
     server.expect_request(SEARCH_PATH).respond_with_handler(slow_handler(0.4, search_page([product()])))
     keywords = ["garden trowel", "kneeling pad", "garden gloves", "pruning shears"]
     started = time.monotonic()
-    outcome = AxessoBackend(settings).search_many([q(k) for k in keywords] + [q("garden trowel")])
+    outcome = make_backend(settings).search_many([q(k) for k in keywords] + [q("garden trowel")])
     elapsed = time.monotonic() - started
     assert calls(server) == 4  # the duplicate was searched once
     assert elapsed < 4 * 0.4 * 0.75, f"took {elapsed:.2f} s: not concurrent"
@@ -357,7 +355,7 @@ def test_ratelimit_floor_stops_calls_and_is_remembered(server, tmp_path):
         search_page([product()]),
         headers={"x-ratelimit-requests-remaining": "3", "x-ratelimit-requests-reset": "3600"},
     )
-    backend = AxessoBackend(settings)
+    backend = make_backend(settings)
     first = backend.search(q("garden trowel"))
     assert len(first.listings) == 1 and first.warnings == []  # this answer is already paid for
     second = backend.search(q("kneeling pad"))
@@ -365,7 +363,7 @@ def test_ratelimit_floor_stops_calls_and_is_remembered(server, tmp_path):
     assert "RapidAPI reports 3 calls left, under the floor of 5" in second.warnings[0]
     assert second.listings[0].url == "https://www.amazon.com/s?k=kneeling+pad"
     # A later run remembers the budget and makes no call either.
-    assert "floor" in AxessoBackend(settings).search(q("garden gloves")).warnings[0]
+    assert "floor" in make_backend(settings).search(q("garden gloves")).warnings[0]
     assert calls(server) == 1
 
 
@@ -377,15 +375,15 @@ def test_remembered_budget_ends_at_rapidapis_reset(server, tmp_path, monkeypatch
     )
     now = [time.time()]
     monkeypatch.setattr(cache_module.time, "time", lambda: now[0])
-    AxessoBackend(settings).search(q("garden trowel"))
+    make_backend(settings).search(q("garden trowel"))
     now[0] += 3000
-    AxessoBackend(settings).search(q("kneeling pad"))  # blocked, and must not extend the block
+    make_backend(settings).search(q("kneeling pad"))  # blocked, and must not extend the block
     assert calls(server) == 1
     now[0] += 700  # past the reset
-    assert AxessoBackend(settings).search(q("garden gloves")).warnings == []
+    assert make_backend(settings).search(q("garden gloves")).warnings == []
     assert calls(server) == 2
     # --no-cache also ignores a remembered budget (the user asked for fresh results).
-    AxessoBackend(settings.model_copy(update={"no_cache": True})).search(q("garden gloves"))
+    make_backend(settings.model_copy(update={"no_cache": True})).search(q("garden gloves"))
     assert calls(server) == 3
 
 
@@ -397,9 +395,9 @@ def test_the_key_never_leaks(server, settings, caplog, capsys):
         {"logref": "error", "message": f"bad key {FAKE_KEY} for keyword"}, status=400
     )
     caplog.set_level(logging.DEBUG)
-    backend = AxessoBackend(settings)
+    backend = make_backend(settings)
     outcomes = [backend.search(q("garden trowel")), backend.search(q("kneeling pad"))]
-    broken = AxessoBackend(make_settings(settings.home_dir / "other"))  # connection refused
+    broken = make_backend(make_settings(settings.home_dir / "other"))  # connection refused
     outcomes.append(broken.search(q("garden gloves")))
     printed = capsys.readouterr()
     texts = [
@@ -434,8 +432,13 @@ def test_environment_variables_configure_the_backend(server, tmp_path, monkeypat
 
 def test_sponsored_and_prime_flags_survive(server, settings):
     server.expect_request(SEARCH_PATH).respond_with_json(search_page([product(sponsored=True, prime=False)]))
-    (only,) = AxessoBackend(settings).search(q()).listings
+    (only,) = make_backend(settings).search(q()).listings
     assert only.sponsored and not only.prime
+
+
+def test_the_http_policy_defaults_are_the_settings_defaults():
+    assert HttpPolicy() == HttpPolicy.from_settings(Settings())
+    assert HttpPolicy.from_settings(Settings(http_max_attempts=4)).max_retries == 3
 
 
 @pytest.mark.parametrize(

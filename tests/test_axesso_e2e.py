@@ -4,31 +4,23 @@ speaking Axesso's schema (configured only by environment variables), with the fa
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pytest
 from werkzeug import Request, Response
 
-from agent.chain import build_chain
+from agent.bench.fake_axesso import SEARCH_PATH, fake_asin, product, search_page
+from agent.pipeline.chain import build_chain
 from tests.conftest import exact_similarity
 from tests.conftest_axesso import (  # noqa: F401 - fixtures are found by name
     FAKE_KEY,
-    SEARCH_PATH,
     fixture_axesso_server,
     fixture_minilm,
     fixture_server,
-    product,
-    search_page,
 )
 from tests.fakes import FakeWhazzatLLM
 
 NEED = "something to dig food"
-
-
-def asin(text: str) -> str:
-    """A stable, valid ASIN per title (the ranking folds listings that share one)."""
-    return "B" + str(int(hashlib.sha256(text.encode()).hexdigest(), 16))[:9]
 
 
 def marketplace(request: Request) -> Response:
@@ -43,7 +35,7 @@ def marketplace(request: Request) -> Response:
         (f"Sponsored {keyword}", {"sponsored": True}),
     ]
     items = [
-        product(productDescription=title, asin=asin(title), dpUrl=f"/x/dp/{asin(title)}", **fields)
+        product(productDescription=title, asin=fake_asin(title), dpUrl=f"/x/dp/{fake_asin(title)}", **fields)
         for title, fields in offers
     ]
     return Response(json.dumps(search_page(items, keyword=keyword)), content_type="application/json")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.conftest_axesso import product, search_page
+from agent.bench.fake_axesso import product, search_page
 from tools.axesso_parse import (
     AMAZON_IMAGE_HOSTS,
     AxessoApiError,

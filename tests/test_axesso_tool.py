@@ -12,18 +12,17 @@ from langchain_tests.integration_tests import ToolsIntegrationTests
 from langchain_tests.unit_tests import ToolsUnitTests
 from pydantic import ValidationError
 
-from agent.config import Settings
+from agent.bench.fake_axesso import SEARCH_PATH, product, search_page
+from agent.core.config import Settings
 from tests.conftest_axesso import (  # noqa: F401 - fixtures are found by name
     FAKE_KEY,
-    SEARCH_PATH,
     fixture_axesso_server,
     fixture_server,
     make_settings,
-    product,
-    search_page,
 )
-from tools.axesso import AxessoSearchInput, AxessoSearchTool
+from tools.axesso_tool import AxessoSearchInput, AxessoSearchTool
 from tools.base import SearchOutcome
+from tools.registry import axesso_options
 
 #: A home of its own for the standard suites (their fixtures cannot take tmp_path).
 _HOME_DIR = tempfile.TemporaryDirectory(prefix="whazzat-tool-")  # removed when the session ends
@@ -40,7 +39,7 @@ class _StandardParams:
 
     @property
     def tool_constructor_params(self) -> dict[str, Any]:
-        return {"settings": Settings(home=_HOME, backend="axesso", rapidapi_key=None)}
+        return {"options": axesso_options(Settings(home=_HOME, backend="axesso", rapidapi_key=None))}
 
     @property
     def tool_invoke_params_example(self) -> dict[str, Any]:
@@ -106,7 +105,7 @@ def test_tool_call_returns_json_content_and_the_outcome_as_artifact(server, tmp_
             "sortBy": "relevanceblender",
         },
     ).respond_with_json(search_page([product(dpUrl="/Kelle/dp/B00002N6U4")]))
-    tool = AxessoSearchTool(settings=make_settings(tmp_path, server.url_for("").rstrip("/")))
+    tool = AxessoSearchTool(options=axesso_options(make_settings(tmp_path, server.url_for("").rstrip("/"))))
     message = tool.invoke(
         {
             "name": tool.name,
@@ -123,7 +122,7 @@ def test_tool_call_returns_json_content_and_the_outcome_as_artifact(server, tmp_
 
 
 def test_tool_without_a_key_answers_with_a_link_and_a_warning(tmp_path):
-    tool = AxessoSearchTool(settings=Settings(home=tmp_path, rapidapi_key=None))
+    tool = AxessoSearchTool(options=axesso_options(Settings(home=tmp_path, rapidapi_key=None)))
     content = json.loads(tool.invoke({"keyword": "garden trowel"}))
     assert content["listings"] == [
         {

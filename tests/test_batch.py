@@ -16,10 +16,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import agent.chain
+import agent.pipeline.chain
 import tools.registry
-from agent.batch_cli import batch
-from agent.schemas import Recommendation
+from agent.cli.batch import batch
+from agent.core.schemas import Recommendation
 from tests.conftest import exact_similarity
 from tests.fakes import FakeWhazzatLLM
 from tools.base import SearchOutcome, SearchQuery
@@ -85,7 +85,7 @@ def use_llm(monkeypatch: pytest.MonkeyPatch):
     """Make ``batch`` build its chain on the given fake model (keeping its shared search backend), and
     count the searches that reach the links backend."""
     state: dict[str, object] = {"llm": fake_llm_for(NEEDS), "links": CountingLinks(), "builds": 0}
-    real_build = agent.chain.build_chain
+    real_build = agent.pipeline.chain.build_chain
 
     def build(settings=None, *, backend=None, **overrides):
         state["builds"] += 1
@@ -93,7 +93,7 @@ def use_llm(monkeypatch: pytest.MonkeyPatch):
             settings, llm=state["llm"], backend=backend, similarity=exact_similarity, **overrides
         )
 
-    monkeypatch.setattr(agent.chain, "build_chain", build)
+    monkeypatch.setattr(agent.pipeline.chain, "build_chain", build)
     monkeypatch.setattr(tools.registry, "make_backend", lambda settings: state["links"])
 
     def set_llm(llm: FakeWhazzatLLM | None = None) -> dict[str, object]:
@@ -202,8 +202,8 @@ def test_killed_process_resumes_without_redoing_or_losing(tmp_path: Path, use_ll
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
-        import agent.chain, typer
-        from agent.batch_cli import batch
+        import agent.pipeline.chain, typer
+        from agent.cli.batch import batch
         from tests.conftest import exact_similarity
         from tests.test_batch import NEEDS, fake_llm_for, FakeWhazzatLLM
 
@@ -212,9 +212,9 @@ def test_killed_process_resumes_without_redoing_or_losing(tmp_path: Path, use_ll
                 time.sleep(0.3)
                 return super()._generate(*args, **kwargs)
 
-        real_build = agent.chain.build_chain
+        real_build = agent.pipeline.chain.build_chain
         llm = fake_llm_for(NEEDS, SlowLLM)
-        agent.chain.build_chain = lambda settings=None, *, backend=None, **o: real_build(
+        agent.pipeline.chain.build_chain = lambda settings=None, *, backend=None, **o: real_build(
             settings, llm=llm, backend=backend, similarity=exact_similarity, **o)
         typer.run(batch)
     """)
@@ -415,7 +415,7 @@ def test_missing_input_exits_2(tmp_path: Path, use_llm) -> None:
 
 def test_batch_cli_imports_no_heavy_library() -> None:
     heavy = "('torch', 'transformers', 'langchain_core')"
-    code = f"import sys, agent.batch_cli; print(sorted(m for m in {heavy} if m in sys.modules))"
+    code = f"import sys, agent.cli.batch; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -425,7 +425,7 @@ def test_progress_bar_on_a_terminal() -> None:
 
     from rich.console import Console
 
-    from agent.batch_progress import BarProgress, make_progress
+    from agent.batch.progress import BarProgress, make_progress
 
     screen = io.StringIO()
     progress = make_progress(Console(file=screen, force_terminal=True, width=120))

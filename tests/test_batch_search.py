@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from agent.batch_search import SharedSearch
-from agent.schemas import Listing
+from agent.batch.search import SharedSearch
+from agent.core.schemas import Listing
 from tools.base import SearchBackend, SearchOutcome, SearchQuery
 
 

@@ -51,7 +51,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def tiny_settings(tiny: tuple[Path, Path], **overrides: object):
     """fp32 unless asked: dynamic int8 quantises activations with one scale per batch tensor, so its greedy
     answers may depend on the batch a prompt is in, and exact-equality checks need fp32."""
-    from agent.config import get_settings
+    from agent.core.config import get_settings
 
     values = {"model": str(tiny[0]), "adapter": str(tiny[1]), "semantic_dedup": False, "quantize": "none"}
     return get_settings(**{**values, **overrides})
@@ -79,7 +79,8 @@ def bench_run(
     command = [
         sys.executable,
         "-m",
-        "agent.bench",
+        "agent",
+        "bench",
         "--model",
         str(tiny[0]),
         "--adapter",
@@ -152,7 +153,7 @@ def compare_run(
 ) -> subprocess.CompletedProcess:
     """The links phase only, with a reference that differs in paraphrases (and so shares the loaded model)."""
     root = tmp_path_factory.mktemp("bench-compare")
-    command = [sys.executable, "-m", "agent.bench", "--model", str(tiny[0]), "--adapter", str(tiny[1])]
+    command = [sys.executable, "-m", "agent", "bench", "--model", str(tiny[0]), "--adapter", str(tiny[1])]
     command += ["--n", "2", "--json", "--set", "paraphrases=1", "--set", "semantic_dedup=false"]
     command += ["--set", "memory_mode=model", "--compare-set", "paraphrases=0"]
     for part in ("load", "cli", "rss", "axesso", "decode"):
@@ -184,7 +185,7 @@ def test_compare_set_times_the_reference_right_after_whazzat(compare_run, capsys
 
 def test_a_reference_with_other_model_settings_loads_its_own(tiny: tuple[Path, Path]) -> None:
     from agent.bench.runner import _reference_latency
-    from agent.llm import load_llm
+    from agent.models.llm import load_llm
 
     settings = tiny_settings(tiny, paraphrases=0, max_new_tokens_suggest=16)
     reference = tiny_settings(tiny, paraphrases=0, max_new_tokens_suggest=16, quantize="int8")
@@ -275,7 +276,7 @@ def test_weight_bytes_count_what_a_token_reads(tiny: tuple[Path, Path]) -> None:
 
 def test_decode_rate_is_measured_against_a_positive_bound(tiny: tuple[Path, Path]) -> None:
     from agent.bench.hardware import decode_figures
-    from agent.llm import load_model_and_tokenizer
+    from agent.models.llm import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(tiny_settings(tiny))
     figures = decode_figures(model, tokenizer, bandwidth_gb_s=10.0, new_tokens=4)
@@ -314,8 +315,8 @@ def test_a_child_reports_its_own_peak_rss_not_the_parents() -> None:
 # --- fast settings give the same answers as slow ones where they should -----------------------------------
 @pytest.fixture(scope="module")
 def suggest_prompts(tiny: tuple[Path, Path]) -> list[str]:
-    from agent.llm import load_llm
-    from agent.prompts import render_prompt
+    from agent.models.llm import load_llm
+    from agent.pipeline.prompts import render_prompt
 
     tokenizer = load_llm(tiny_settings(tiny)).pipeline.tokenizer
     return [render_prompt(tokenizer, "suggest", need=need) for need in NEEDS]
@@ -325,7 +326,7 @@ def test_merged_adapter_answers_like_the_unmerged_peft_model(tiny, suggest_promp
     from peft import PeftModel
 
     from agent.bench.baseline import BaselineConfig, BaselinePipeline
-    from agent.llm import load_llm
+    from agent.models.llm import load_llm
 
     settings = tiny_settings(tiny)
     merged = load_llm(settings).bind(pipeline_kwargs={"max_new_tokens": 24})
@@ -340,14 +341,14 @@ def test_merged_adapter_answers_like_the_unmerged_peft_model(tiny, suggest_promp
 
 
 def test_one_batched_generate_answers_like_one_prompt_at_a_time(tiny, suggest_prompts) -> None:
-    from agent.llm import load_llm
+    from agent.models.llm import load_llm
 
     llm = load_llm(tiny_settings(tiny)).bind(pipeline_kwargs={"max_new_tokens": 24})
     assert llm.batch(suggest_prompts) == [llm.invoke(prompt) for prompt in suggest_prompts]
 
 
 def test_chain_batch_gives_the_product_types_of_invoke(tiny: tuple[Path, Path]) -> None:
-    from agent.chain import build_chain
+    from agent.pipeline.chain import build_chain
     from tools.links import LinksBackend
 
     chain = build_chain(
@@ -361,7 +362,7 @@ def test_chain_batch_gives_the_product_types_of_invoke(tiny: tuple[Path, Path]) 
 
 
 def test_parallel_rewrite_repeats_on_a_fixed_seed(tiny: tuple[Path, Path]) -> None:
-    from agent.chain import build_chain
+    from agent.pipeline.chain import build_chain
     from tools.links import LinksBackend
 
     settings = tiny_settings(
@@ -420,7 +421,7 @@ def test_baseline_generates_per_prompt_and_searches_one_after_another(tiny: tupl
 def test_fake_axesso_speaks_the_schema_and_the_baseline_never_reads_the_cache(tmp_path: Path) -> None:
     from agent.bench.fake_axesso import FakeAxesso
     from agent.bench.runner import _axesso_backend, _axesso_settings
-    from agent.config import get_settings
+    from agent.core.config import get_settings
     from tools.base import SearchQuery
 
     queries = [SearchQuery(keyword="garden trowel"), SearchQuery(keyword="hand rake")]
@@ -440,7 +441,7 @@ def test_fake_axesso_speaks_the_schema_and_the_baseline_never_reads_the_cache(tm
 
 def test_quality_scores_both_setting_sets_on_the_same_needs(tiny: tuple[Path, Path]) -> None:
     from agent.bench.runner import BenchError, BenchOptions, NeedItem, _quality
-    from agent.llm import load_llm
+    from agent.models.llm import load_llm
 
     overrides = {
         "model": str(tiny[0]),
@@ -479,7 +480,7 @@ def test_needs_from_jsonl_and_text(tmp_path: Path) -> None:
 
 
 def _app() -> typer.Typer:
-    from agent.bench.cli import bench
+    from agent.cli.bench import bench
 
     app = typer.Typer()
     app.command()(bench)
@@ -519,7 +520,7 @@ def test_a_failed_child_process_is_one_line_not_a_traceback(monkeypatch: pytest.
 
 
 def test_the_command_module_imports_no_torch() -> None:
-    code = "import sys, agent.bench.cli; sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
+    code = "import sys, agent.cli.bench; sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
@@ -538,7 +539,8 @@ def test_bench_on_the_real_embedded_model(embedded_home: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "agent.bench",
+        "agent",
+        "bench",
         "--n",
         "2",
         "--json",

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agent.config import Settings
+from agent.core.config import Settings
 from tests.conftest_axesso import fixture_minilm  # noqa: F401 - fixtures are found by name
 from tools.axesso import AxessoBackend
 from tools.base import SearchQuery
@@ -16,10 +16,11 @@ from tools.catalog import (
     CatalogError,
     CatalogFormatError,
     CatalogNotFoundError,
+    CatalogOptions,
     load_catalog,
 )
 from tools.links import LinksBackend
-from tools.registry import CatalogNotConfiguredError, make_backend
+from tools.registry import CatalogNotConfiguredError, axesso_options, catalog_options, make_backend
 
 ROWS = [
     {
@@ -145,7 +146,7 @@ def test_a_feed_without_any_valid_row_is_an_error(tmp_path):
 
 # --- searching ---------------------------------------------------------------------------------------
 def test_search_finds_by_meaning_and_spelling(jsonl, minilm):
-    backend = CatalogBackend.from_path(jsonl)
+    backend = CatalogBackend.from_options(CatalogOptions(path=jsonl))
     outcome = backend.search_many(
         [
             SearchQuery(keyword="garden trowel"),
@@ -171,6 +172,23 @@ def test_registry_builds_each_backend(tmp_path, jsonl):
     assert isinstance(make_backend(Settings(home=tmp_path, backend="axesso")), AxessoBackend)
     catalog = make_backend(Settings(home=tmp_path, backend="catalog", catalog=jsonl))
     assert isinstance(catalog, CatalogBackend) and len(catalog.catalog.rows) == 4
+
+
+def test_registry_gives_each_backend_only_its_own_options(tmp_path, jsonl):
+    settings = Settings(
+        home=tmp_path, rapidapi_key="rk-secret-123", http_read_timeout=7, search_concurrency=3, no_cache=True,
+        ratelimit_floor=2, cache_ttl_hours=0.5, catalog=jsonl, model="some/model", top_k=3,
+    )
+    axesso = axesso_options(settings)
+    assert set(type(axesso).model_fields) == {
+        "api_key", "base_url", "http", "cache_file", "cache_ttl_seconds", "read_cache", "concurrency",
+        "ratelimit_floor",
+    }
+    assert (axesso.http.read_timeout, axesso.concurrency, axesso.read_cache) == (7, 3, False)
+    assert (axesso.ratelimit_floor, axesso.cache_ttl_seconds) == (2, 1800)
+    assert axesso.cache_file == tmp_path / "search-cache.sqlite3"
+    assert "rk-secret-123" not in repr(axesso) + axesso.model_dump_json()
+    assert catalog_options(settings) == CatalogOptions(path=jsonl)
 
 
 def test_registry_catalog_errors_are_value_errors_that_say_how_to_fix(tmp_path):

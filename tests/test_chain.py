@@ -7,9 +7,11 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 
-from agent.chain import NO_PARAPHRASE_WARNING, NO_PRODUCT_WARNING, build_chain
-from agent.errors import InputError
-from agent.schemas import Recommendation
+from agent.core.concurrency import Memo
+from agent.core.errors import InputError
+from agent.core.schemas import Recommendation, Suggestion
+from agent.pipeline.chain import NO_PARAPHRASE_WARNING, NO_PRODUCT_WARNING, build_chain
+from agent.pipeline.state import CHAIN_NAME, STAGES, ChainState
 from tests.conftest import exact_similarity
 from tests.fakes import FakeWhazzatLLM
 from tools.links import LinksBackend
@@ -142,8 +144,33 @@ def test_callbacks_see_each_stage_as_a_run(fake_llm: FakeWhazzatLLM) -> None:
 
     recorder = StageRecorder()
     make_chain(fake_llm, paraphrases=2).invoke("something to dig food", config={"callbacks": [recorder]})
-    for stage in ("whazzat", "rewrite", "suggest", "fuse", "search", "rank"):
-        assert stage in recorder.started
+    # Every stage but retrieve (the model alone has no memory to look in) runs as its own named run.
+    assert [name for name in recorder.started if name in STAGES] == [s for s in STAGES if s != "retrieve"]
+    assert CHAIN_NAME in recorder.started
+
+
+def test_stages_hand_on_one_typed_state_holding_the_models_they_made(fake_llm: FakeWhazzatLLM) -> None:
+    class StateRecorder(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.names: dict[object, str] = {}
+            self.ended: dict[str, object] = {}
+
+        def on_chain_start(self, serialized, inputs, *, run_id, **kwargs) -> None:  # noqa: ANN001
+            self.names[run_id] = kwargs.get("name")
+
+        def on_chain_end(self, outputs, *, run_id, **kwargs) -> None:  # noqa: ANN001
+            self.ended[self.names[run_id]] = outputs
+
+    recorder = StateRecorder()
+    result = make_chain(fake_llm, paraphrases=2).invoke("something to dig food", config={"callbacks": [recorder]})
+    states = [recorder.ended[stage] for stage in STAGES if stage != "retrieve"]
+    assert all(isinstance(state, ChainState) for state in states)
+    assert all(state is states[0] for state in states)  # one object, filled in place
+    fused = states[0].suggestions
+    assert fused and all(isinstance(s, Suggestion) for s in fused)
+    # The recommendation holds the very Suggestion objects the fuse stage made: no dict round trip.
+    assert all(a is b for a, b in zip(result.suggestions, fused, strict=True))
+    assert all(a is b for a, b in zip(result.listings, states[0].listings, strict=True))
 
 
 async def test_async_invoke(fake_llm: FakeWhazzatLLM) -> None:
@@ -152,18 +179,18 @@ async def test_async_invoke(fake_llm: FakeWhazzatLLM) -> None:
 
 
 def test_recommend_reuses_one_chain_per_settings(monkeypatch: pytest.MonkeyPatch, fake_llm: FakeWhazzatLLM) -> None:
-    import agent.chain
+    import agent.pipeline.chain
 
     built: list[object] = []
-    real_build = agent.chain.build_chain
+    real_build = agent.pipeline.chain.build_chain
 
     def build(settings):  # noqa: ANN001, ANN202
         built.append(settings)
         return real_build(settings, llm=fake_llm, backend=LinksBackend(), similarity=exact_similarity)
 
-    monkeypatch.setattr(agent.chain, "_default_chains", {})
-    monkeypatch.setattr(agent.chain, "build_chain", build)
-    from agent.chain import recommend
+    monkeypatch.setattr(agent.pipeline.chain, "_default_chains", Memo())
+    monkeypatch.setattr(agent.pipeline.chain, "build_chain", build)
+    from agent.pipeline.chain import recommend
 
     first = recommend("something to dig food", paraphrases=0)
     recommend("a quiet fan for my bedroom", paraphrases=0)

@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import agent.chain
-from agent.cli import app
+import agent.pipeline.chain
+from agent.cli.main import app
 from tests.conftest import exact_similarity
 from tests.fakes import FakeWhazzatLLM
 
@@ -19,12 +19,12 @@ runner = CliRunner()
 def fake_chain(monkeypatch: pytest.MonkeyPatch) -> FakeWhazzatLLM:
     """Make the CLI build its chain on the fake model (the real one is tested in test_integration)."""
     llm = FakeWhazzatLLM()
-    real_build = agent.chain.build_chain
+    real_build = agent.pipeline.chain.build_chain
 
     def build(settings=None, **overrides):  # noqa: ANN001, ANN202
         return real_build(settings, llm=llm, similarity=exact_similarity, **overrides)
 
-    monkeypatch.setattr(agent.chain, "build_chain", build)
+    monkeypatch.setattr(agent.pipeline.chain, "build_chain", build)
     return llm
 
 

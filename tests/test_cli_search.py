@@ -7,10 +7,10 @@ import json
 
 from typer.testing import CliRunner
 
-from agent.cli import app
+from agent.bench.fake_axesso import SEARCH_PATH
+from agent.cli.main import app
 from tests.conftest_axesso import (  # noqa: F401 - fixtures are found by name
     FAKE_KEY,
-    SEARCH_PATH,
     fixture_axesso_server,
     fixture_minilm,
     fixture_server,

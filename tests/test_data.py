@@ -1,6 +1,6 @@
 """The committed dataset splits satisfy the data rules of issue 3 (schema, size, breadth, no leaks).
 
-Reads the built files only (no rebuild): ``python -m finetune.data.build`` regenerates them.
+Reads the built files only (no rebuild): ``whazzat data build`` regenerates them.
 Embeds ~2.4k needs with MiniLM once per session (a few seconds on 2 idle cores).
 """
 
@@ -25,7 +25,7 @@ def splits() -> dict[str, list[NeedRecord]]:
 
 @pytest.fixture(scope="module")
 def need_vectors(splits):
-    from agent.embeddings import embed
+    from agent.core.embeddings import embed
 
     return {name: embed([r.need for r in records]) for name, records in splits.items()}
 

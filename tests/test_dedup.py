@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.dedup import merge_suggestions, normalize_product, singularize
+from agent.pipeline.dedup import merge_suggestions, normalize_product, singularize
 from tests.conftest import exact_similarity
 
 

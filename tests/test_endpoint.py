@@ -3,19 +3,21 @@ local model, concurrent requests for batches, retries, clear errors, vLLM and TG
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import typer
+from pytest_httpserver import HTTPServer
 from typer.testing import CliRunner
 
-from agent.batch_cli import batch
-from agent.chain import build_chain
-from agent.config import Settings
-from agent.endpoint import (
+from agent.cli.batch import batch
+from agent.core.config import Settings
+from agent.core.errors import WhazzatError
+from agent.models.endpoint import (
     EndpointError,
     EndpointLLM,
     ServedModel,
@@ -24,11 +26,11 @@ from agent.endpoint import (
     load_endpoint_llm,
     normalize_endpoint,
 )
-from agent.errors import WhazzatError
-from agent.prompts import render_prompt
+from agent.pipeline.chain import build_chain
+from agent.pipeline.prompts import render_prompt
 from tests.conftest import exact_similarity
 from tests.fakes import FakeWhazzatLLM
-from tests.openai_server import FakeCompletionServer, running
+from tests.openai_server import FakeCompletionServer, fixture_openai_httpserver  # noqa: F401 - fixture
 from tests.tiny_models import make_tiny_tokenizer
 from tools.links import LinksBackend
 
@@ -51,9 +53,8 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def server() -> Iterator[FakeCompletionServer]:
-    with running(FakeCompletionServer()) as fake:
-        yield fake
+def server(openai_httpserver: HTTPServer) -> FakeCompletionServer:
+    return FakeCompletionServer(openai_httpserver)
 
 
 def settings_for(url: str, tokenizer_dir: Path | None = None, **overrides: object) -> Settings:
@@ -105,7 +106,7 @@ def test_a_batch_goes_out_as_concurrent_requests(server: FakeCompletionServer, t
 def test_load_llm_picks_the_endpoint_when_configured(
     server: FakeCompletionServer, tokenizer_dir: Path
 ) -> None:
-    from agent.llm import load_llm
+    from agent.models.llm import load_llm
 
     llm = load_llm(settings_for(server.url, tokenizer_dir))
     assert isinstance(llm, EndpointLLM)
@@ -117,6 +118,16 @@ def test_busy_server_is_retried(server: FakeCompletionServer, tokenizer_dir: Pat
     llm = load_endpoint_llm(settings_for(server.url, tokenizer_dir))
     assert llm.invoke("Need: something to dig food").startswith("garden trowel")
     assert len(server.requests) == 3
+
+
+def test_async_and_streaming_calls_send_the_same_requests(
+    server: FakeCompletionServer, tokenizer_dir: Path
+) -> None:
+    llm = load_endpoint_llm(settings_for(server.url, tokenizer_dir))
+    assert asyncio.run(llm.ainvoke("Need: something to dig food")).startswith("garden trowel")
+    assert "".join(llm.stream("Need: something to dig food")).startswith("garden trowel")
+    assert [request["prompt"] for request in server.requests] == ["Need: something to dig food"] * 2
+    assert all(request["temperature"] == 0 and "stream" not in request for request in server.requests)
 
 
 def test_a_refused_request_is_an_error_that_names_the_cause(
@@ -133,45 +144,42 @@ def test_a_refused_request_is_an_error_that_names_the_cause(
 
 
 def test_an_unreachable_server_says_so() -> None:
-    with running(FakeCompletionServer()) as fake:
-        url = fake.url
+    url = "http://127.0.0.1:9"  # the discard port: nothing listens there
     with pytest.raises(EndpointError, match="cannot reach the model server at http://127.0.0.1"):
         load_endpoint_llm(settings_for(url))
 
 
-def test_tgi_is_found_through_info(tokenizer_dir: Path) -> None:
-    with running(FakeCompletionServer(tgi=True)) as tgi:
-        llm = load_endpoint_llm(settings_for(tgi.url, tokenizer_dir))
-        assert llm.model_name == "HuggingFaceTB/SmolLM2-135M-Instruct"
-        assert llm.invoke("Need: something to dig food").startswith("garden trowel")
+def test_tgi_is_found_through_info(tokenizer_dir: Path, openai_httpserver: HTTPServer) -> None:
+    tgi = FakeCompletionServer(openai_httpserver, tgi=True)
+    llm = load_endpoint_llm(settings_for(tgi.url, tokenizer_dir))
+    assert llm.model_name == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert llm.invoke("Need: something to dig food").startswith("garden trowel")
 
 
-def test_not_a_model_server() -> None:
-    with running(FakeCompletionServer(tgi=True)) as fake:
-        fake.tgi = False  # answers neither /v1/models nor /info
-        fake.models = []
-        with pytest.raises(EndpointError, match="does not look like an OpenAI-compatible model server"):
-            load_endpoint_llm(settings_for(fake.url + "/v1"))
+def test_not_a_model_server(openai_httpserver: HTTPServer) -> None:
+    fake = FakeCompletionServer(openai_httpserver, models=[])  # answers neither /v1/models nor /info
+    with pytest.raises(EndpointError, match="does not look like an OpenAI-compatible model server"):
+        load_endpoint_llm(settings_for(fake.url + "/v1"))
 
 
 def test_the_embedded_models_tokenizer_is_used_for_a_served_smollm2(
-    tokenizer_dir: Path, isolated_home: Path
+    server: FakeCompletionServer, isolated_home: Path
 ) -> None:
     # The converted tokenizer is cached under WHAZZAT_HOME (here: the tiny one stands in for SmolLM2's).
     make_tiny_tokenizer().save_pretrained(isolated_home / "models" / "smollm2-135m-instruct-tokenizer")
-    with running(FakeCompletionServer()) as fake:
-        llm = load_endpoint_llm(settings_for(fake.url))  # default model: the embedded one
+    llm = load_endpoint_llm(settings_for(server.url))  # default model: the embedded one
     assert llm.tokenizer is not None and llm.tokenizer.chat_template
 
 
 def test_an_unknown_served_model_falls_back_to_plain_prompts(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, openai_httpserver: HTTPServer
 ) -> None:
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # fail the Hub lookup at once
     models = [{"id": "some-org/unknown-model", "object": "model"}]
-    with running(FakeCompletionServer(models=models)) as fake, caplog.at_level(logging.WARNING):
+    fake = FakeCompletionServer(openai_httpserver, models=models)
+    with caplog.at_level(logging.WARNING):
         llm = load_endpoint_llm(settings_for(fake.url))
         assert llm.tokenizer is None
         assert "No tokenizer found" in caplog.text and "--model" in caplog.text
@@ -214,6 +222,21 @@ def test_bad_endpoint_urls(url: str) -> None:
 
 def test_messages_never_show_credentials() -> None:
     assert _shown("https://user:secret@gpu.example.com:8443/llm") == "https://gpu.example.com:8443/llm"
+
+
+def test_credentials_in_the_url_go_as_basic_auth_and_are_never_shown(
+    server: FakeCompletionServer, tokenizer_dir: Path
+) -> None:
+    llm = load_endpoint_llm(settings_for(server.url.replace("http://", "http://user:s%40cret@"), tokenizer_dir))
+    assert llm.invoke("Need: something to dig food").startswith("garden trowel")
+    basic = "Basic " + base64.b64encode(b"user:s@cret").decode()
+    sent = [request.headers.get("Authorization") for request, _ in server.httpserver.log]
+    assert len(sent) == 2 and set(sent) == {basic}  # the model list (requests) and the completion (openai)
+    server.failures = [400]
+    with pytest.raises(EndpointError) as refused:
+        llm.invoke("Need: something to dig food")
+    for text in (str(refused.value), repr(llm), llm.endpoint):
+        assert "s@cret" not in text and "s%40cret" not in text and "user:" not in text
 
 
 def test_whazzat_batch_with_llm_endpoint(

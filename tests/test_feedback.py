@@ -8,8 +8,9 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from agent.config import get_settings
-from agent.feedback import (
+from agent.cli.ui import feedback_app
+from agent.core.config import get_settings
+from agent.pipeline.feedback import (
     FeedbackRecord,
     append_feedback,
     export_training_rows,
@@ -18,7 +19,6 @@ from agent.feedback import (
     read_feedback,
     training_rows,
 )
-from agent.ui.cli import feedback_app
 from finetune.dataset import read_records
 
 NEED = "something to dig food"
@@ -117,7 +117,7 @@ def test_feedback_export_command(isolated_home: Path, tmp_path: Path) -> None:
     assert "Wrote 1 training rows" in done.output
     assert json.loads(out.read_text(encoding="utf-8"))["products"] == ["garden trowel", "hand rake"]
     # ... and the rows join the need memory, once however often the export runs
-    from agent.memory import read_rows_file, user_rows_path
+    from agent.pipeline.memory import read_rows_file, user_rows_path
 
     assert "Added 1 new rows to the need memory" in done.output
     again = runner.invoke(app, ["feedback", "export", str(out)])

@@ -1,4 +1,5 @@
-"""Retrieval-augmented few-shot: nearest training needs become earlier chat turns of the suggest prompt."""
+"""Few-shot from the need memory: the nearest training needs become earlier chat turns of the suggest
+prompt. Fake bag-of-words embeddings stand in for MiniLM."""
 
 from __future__ import annotations
 
@@ -7,46 +8,38 @@ from pathlib import Path
 
 import pytest
 
-import agent.fewshot
-from agent.fewshot import FewShotRetriever
-from agent.prompts import render_prompt
+import agent.core.embeddings
+import agent.pipeline.memory
+from agent.core.concurrency import Memo
+from agent.pipeline.prompts import examples_from_neighbours, render_prompt
 from tests.conftest import exact_similarity
-from tests.fakes import FakeWhazzatLLM
+from tests.fakes import FakeWhazzatLLM, WordEmbeddings
 
-RECORDS = [
+TRAIN = [
     {"need": "something to dig with in the garden", "products": ["garden trowel", "kneeling pad"]},
     {"need": "my dog sheds everywhere", "products": ["deshedding brush", "lint roller"]},
     {"need": "first camping trip", "products": ["tent", "sleeping bag"]},
 ]
+#: A test need: few-shot examples must never come from here.
+TEST = [{"need": "something to dig food outside", "products": ["leaked answer"]}]
 
 
-@pytest.fixture(scope="module")
-def retriever(tmp_path_factory: pytest.TempPathFactory) -> FewShotRetriever:
-    path = tmp_path_factory.mktemp("fewshot") / "train.jsonl"
-    path.write_text("\n".join(json.dumps(record) for record in RECORDS))
-    return FewShotRetriever.from_jsonl(path, cache_dir=path.parent / "cache")
+@pytest.fixture
+def shipped_splits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, rows in (("train", TRAIN), ("val", []), ("test", TEST)):
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    monkeypatch.setattr(agent.pipeline.memory, "shipped_split_path", lambda split: data / f"{split}.jsonl")
+    monkeypatch.setattr(agent.core.embeddings, "get_langchain_embeddings", WordEmbeddings)
+    monkeypatch.setattr(agent.pipeline.memory, "_memories", Memo())
 
 
-def test_nearest_needs_come_last_with_their_answers(retriever: FewShotRetriever) -> None:
-    [examples] = retriever.examples(["a tool for digging vegetables"], k=2)
-    assert len(examples) == 2
-    assert examples[-1] == ({"need": "something to dig with in the garden"}, "garden trowel, kneeling pad")
-
-
-def test_the_need_itself_is_never_its_own_example(retriever: FewShotRetriever) -> None:
-    [examples] = retriever.examples(["First camping trip"], k=3)
-    assert all(values["need"] != "first camping trip" for values, _ in examples)
-    assert retriever.examples(["anything"], k=0) == [[]]
-
-
-def test_embeddings_are_cached_by_file_content(retriever: FewShotRetriever, tmp_path: Path) -> None:
-    path = tmp_path / "train.jsonl"
-    path.write_text("\n".join(json.dumps(record) for record in RECORDS))
-    FewShotRetriever.from_jsonl(path, cache_dir=tmp_path / "cache")
-    cached = list((tmp_path / "cache").glob("fewshot-*.npy"))
-    assert len(cached) == 1
-    again = FewShotRetriever.from_jsonl(path, cache_dir=tmp_path / "cache")
-    assert (again.vectors == retriever.vectors).all()
+def test_nearest_needs_come_last_and_the_text_itself_is_skipped() -> None:
+    neighbours = [("First camping trip", ["tent"]), ("dig garden", ["trowel", "spade"]), ("dog", ["leash"])]
+    examples = examples_from_neighbours("first camping trip", neighbours, k=2)
+    assert examples == [({"need": "dog"}, "leash"), ({"need": "dig garden"}, "trowel, spade")]
+    assert examples_from_neighbours("anything", neighbours, k=0) == []
 
 
 def test_examples_render_as_earlier_turns() -> None:
@@ -55,16 +48,14 @@ def test_examples_render_as_earlier_turns() -> None:
     assert text.endswith("assistant: ")
 
 
-def test_chain_puts_retrieved_examples_in_every_suggest_prompt(
-    retriever: FewShotRetriever, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from agent.chain import build_chain
+def test_chain_shows_the_nearest_training_need_never_a_test_one(shipped_splits: None, isolated_home: Path) -> None:
+    from agent.pipeline.chain import build_chain
     from tools.links import LinksBackend
 
-    monkeypatch.setattr(agent.fewshot, "default_retriever", lambda home: retriever)
     llm = FakeWhazzatLLM()
-    build_chain(llm=llm, backend=LinksBackend(), similarity=exact_similarity, paraphrases=0, fewshot_k=1).invoke(
-        "something to dig food"
-    )
+    chain = build_chain(llm=llm, backend=LinksBackend(), similarity=exact_similarity, paraphrases=0, fewshot_k=1,
+                        memory_mode="model")
+    chain.invoke("something to dig food")
     [prompt] = [p for p in llm.prompts if "Need: something to dig food" in p]
     assert "Need: something to dig with in the garden" in prompt and "garden trowel, kneeling pad" in prompt
+    assert "leaked answer" not in prompt

@@ -1,4 +1,4 @@
-"""Training examples are rendered through agent.prompts, exactly as inference renders them."""
+"""Training examples are rendered through agent.pipeline.prompts, exactly as inference renders them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.prompts import format_paraphrases, format_products, render_prompt
+from agent.pipeline.prompts import format_paraphrases, format_products, render_prompt
 from finetune.dataset import DataError, iter_examples, prompt_completion, read_records
 from tests.finetune_helpers import RECORDS, write_records
 from tests.tiny_models import make_tiny_tokenizer

@@ -68,7 +68,7 @@ def test_a_run_can_continue_an_earlier_adapter(base_and_data, tmp_path: Path) ->
 def test_the_cli_refuses_resume_without_checkpoints_in_the_recipe(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from agent.cli import app
+    from agent.cli.main import app
 
     data = write_records(tmp_path / "train.jsonl")
     recipe = tmp_path / "r.yaml"

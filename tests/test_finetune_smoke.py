@@ -73,7 +73,7 @@ def test_adapter_reloads_and_merged_logits_match(trained: tuple[Path, Path], tmp
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from agent.prompts import render_prompt
+    from agent.pipeline.prompts import render_prompt
     from finetune.merge import merge
 
     base, adapter = trained

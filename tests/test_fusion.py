@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-import agent.memory
-from agent.chain import build_chain
-from agent.fusion import FusionWeights, fuse, merge_neighbours
-from agent.memory import build_memory
-from agent.schemas import Neighbour
+import agent.pipeline.memory
+from agent.core.schemas import Neighbour
+from agent.pipeline.chain import build_chain
+from agent.pipeline.fusion import FusionWeights, fuse, merge_neighbours
+from agent.pipeline.memory import build_memory
 from tests.conftest import exact_similarity
 from tests.fakes import FakeWhazzatLLM, WordEmbeddings
 
@@ -96,7 +96,7 @@ def wine_memory(isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
         {"need": "dig food in the garden", "products": ["garden trowel", "harvest basket"]},
     ]
     (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    monkeypatch.setattr(agent.memory, "shipped_split_path", lambda split: data / f"{split}.jsonl")
+    monkeypatch.setattr(agent.pipeline.memory, "shipped_split_path", lambda split: data / f"{split}.jsonl")
     return build_memory(isolated_home, splits=("train",), embeddings=WordEmbeddings())
 
 
@@ -159,8 +159,8 @@ def test_only_the_needs_prompt_can_be_grounded(fake_llm: FakeWhazzatLLM, wine_me
 def test_the_embedding_table_embeds_once_and_looks_up(monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
 
-    import agent.embeddings
-    from agent.embeddings import EmbeddingTable
+    import agent.core.embeddings
+    from agent.core.embeddings import EmbeddingTable
 
     calls: list[list[str]] = []
 
@@ -168,7 +168,7 @@ def test_the_embedding_table_embeds_once_and_looks_up(monkeypatch: pytest.Monkey
         calls.append(list(texts))
         return np.asarray(WordEmbeddings().embed_documents(list(texts)), dtype=np.float32)
 
-    monkeypatch.setattr(agent.embeddings, "embed", fake_embed)
+    monkeypatch.setattr(agent.core.embeddings, "embed", fake_embed)
     table = EmbeddingTable.of(["corkscrew", "wine opener", "open wine"])
     cosine = table.cosine(["corkscrew", "wine opener"], ["open wine"])
     assert cosine.shape == (2, 1) and cosine[1, 0] > cosine[0, 0]
@@ -193,8 +193,8 @@ def test_prompts_of_similar_length_share_a_batch_and_answers_keep_their_order(fa
 def test_the_terminal_shows_each_fused_types_score_and_the_needs_behind_it() -> None:
     from rich.console import Console
 
-    from agent.render import print_recommendation
-    from agent.schemas import Recommendation, Suggestion
+    from agent.cli.render import print_recommendation
+    from agent.core.schemas import Recommendation, Suggestion
 
     result = Recommendation(
         need="open a bottle of wine",
@@ -208,7 +208,7 @@ def test_the_terminal_shows_each_fused_types_score_and_the_needs_behind_it() -> 
 
 
 def test_the_ui_cards_say_what_backs_a_fused_type() -> None:
-    from agent.schemas import Suggestion
+    from agent.core.schemas import Suggestion
     from agent.ui.cards import render_why, votes_label
 
     corkscrew = Suggestion(product="corkscrew", votes=2, sources=["open wine"], neighbours=["tool to open a wine bottle"],

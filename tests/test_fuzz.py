@@ -1,5 +1,5 @@
 """Fuzzing every parser of untrusted text with hypothesis: only the project's own error types
-(:class:`agent.errors.WhazzatError` subclasses) may escape, and what comes out keeps its promises.
+(:class:`agent.core.errors.WhazzatError` subclasses) may escape, and what comes out keeps its promises.
 
 Parsers: validate_need (what users type), parse_products / parse_paraphrases (what the model writes),
 the Axesso response parser, the rating/price/count/flag parsers, Retry-After, the batch input readers,
@@ -24,11 +24,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from agent.batch_input import BatchInputError, read_input
-from agent.batch_output import CSV_COLUMNS, BatchOutputError, ErrorRecord, open_output
-from agent.config import AMAZON_DOMAINS, MAX_NEED_CHARS
-from agent.errors import InputError
-from agent.parsing import (
+from agent.batch.inputs import BatchInputError, read_input
+from agent.batch.outputs import CSV_COLUMNS, BatchOutputError, ErrorRecord, open_output
+from agent.core.config import AMAZON_DOMAINS, MAX_NEED_CHARS
+from agent.core.errors import InputError
+from agent.core.http import parse_retry_after
+from agent.pipeline.parsing import (
     MAX_PARAPHRASE_CHARS,
     MAX_PRODUCT_CHARS,
     MAX_PRODUCT_WORDS,
@@ -36,10 +37,9 @@ from agent.parsing import (
     parse_paraphrases,
     parse_products,
 )
-from agent.validation import validate_need
+from agent.pipeline.validation import validate_need
 from tools.axesso_parse import AMAZON_IMAGE_HOSTS, AxessoApiError, AxessoFormatError, parse_search
 from tools.catalog import CatalogError, load_catalog
-from tools.http import parse_retry_after
 from tools.values import parse_bool, parse_count, parse_price, parse_rating
 
 MARKETPLACES = {f"www.amazon.{domain}" for domain in AMAZON_DOMAINS}

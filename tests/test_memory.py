@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import agent.embeddings
-import agent.memory
-from agent.cli import app
-from agent.memory import MemoryDataError, MemoryRow, build_memory, read_rows_file
+import agent.core.embeddings
+import agent.pipeline.memory
+from agent.cli.main import app
+from agent.core.concurrency import Memo
+from agent.pipeline.memory import MemoryDataError, MemoryRow, build_memory, read_rows_file
 from tests.fakes import WordEmbeddings
 
 runner = CliRunner()
@@ -23,8 +24,8 @@ runner = CliRunner()
 def fake_embeddings(monkeypatch: pytest.MonkeyPatch) -> WordEmbeddings:
     """Every memory built in the test (the CLI's too) embeds with words, not MiniLM; no memory is reused."""
     embeddings = WordEmbeddings()
-    monkeypatch.setattr(agent.embeddings, "get_langchain_embeddings", lambda: embeddings)
-    monkeypatch.setattr(agent.memory, "_memories", {})
+    monkeypatch.setattr(agent.core.embeddings, "get_langchain_embeddings", lambda: embeddings)
+    monkeypatch.setattr(agent.pipeline.memory, "_memories", Memo())
     return embeddings
 
 
@@ -41,7 +42,7 @@ def small_dataset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (data / "val.jsonl").write_text("")
     (data / "test.jsonl").write_text("")
-    monkeypatch.setattr(agent.memory, "shipped_split_path", lambda split: data / f"{split}.jsonl")
+    monkeypatch.setattr(agent.pipeline.memory, "shipped_split_path", lambda split: data / f"{split}.jsonl")
     return data
 
 
@@ -71,7 +72,7 @@ def test_a_row_added_by_the_command_is_retrieved_by_the_next_call(fake_embedding
     assert added.exit_code == 0, added.output
     assert "Added 1 rows" in added.output
 
-    agent.memory._memories.clear()  # the next command is a new process
+    agent.pipeline.memory._memories.clear()  # the next command is a new process
     found = runner.invoke(app, ["memory", "search", "uncork a wine bottle", "--json"])
     assert found.exit_code == 0, found.output
     nearest = json.loads(found.output)[0]

@@ -22,9 +22,9 @@ import pytest
 chromadb = pytest.importorskip("chromadb", reason="chromadb is not installed: pip install -e '.[chroma]'")
 pytest.importorskip("langchain_chroma", reason="langchain-chroma is not installed: pip install -e '.[chroma]'")
 
-import agent.memory  # noqa: E402
-from agent.memory import MemoryRow, build_memory  # noqa: E402
-from agent.vector_stores import add_embedded, chroma_store, count_rows, search_by_vectors  # noqa: E402
+import agent.pipeline.memory  # noqa: E402
+from agent.pipeline.memory import MemoryRow, build_memory  # noqa: E402
+from agent.pipeline.vector_stores import add_embedded, chroma_store, count_rows, search_by_vectors  # noqa: E402
 from tests.fakes import WordEmbeddings  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -107,7 +107,7 @@ def small_dataset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     (data / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in ROWS))
     (data / "val.jsonl").write_text("")
     (data / "test.jsonl").write_text("")
-    monkeypatch.setattr(agent.memory, "shipped_split_path", lambda split: data / f"{split}.jsonl")
+    monkeypatch.setattr(agent.pipeline.memory, "shipped_split_path", lambda split: data / f"{split}.jsonl")
     return data
 
 
@@ -204,7 +204,7 @@ def test_more_rows_than_one_server_request_takes_go_up_in_chunks(chroma_url, col
 
 
 def test_rows_only_in_the_rows_file_reach_a_server_other_workers_added_to(chroma_url, collection, small_dataset, isolated_home, tmp_path):
-    from agent.memory import remember
+    from agent.pipeline.memory import remember
 
     embeddings = WordEmbeddings()
     build_memory(isolated_home, embeddings=embeddings, url=chroma_url, collection=collection)

@@ -12,9 +12,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from agent.schemas import Recommendation, Suggestion
-from finetune.eval import DataError, EvalItem, evaluate, load_items
-from finetune.metrics import MATCH_COSINE, match_pairs, score_need, summarize
+from agent.core.schemas import Recommendation, Suggestion
+from agent.pipeline.evaluation import DataError, EvalItem, evaluate, load_items
+from agent.pipeline.scoring import MATCH_COSINE, match_pairs, score_need, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def one_hot_embed(texts):
 
 
 def score(predicted: list[str], gold: list[str], embed=one_hot_embed):
-    from finetune.metrics import similarity_matrices
+    from agent.pipeline.scoring import similarity_matrices
 
     [matrix] = similarity_matrices([predicted], [gold], embed)
     return score_need("a need", gold, predicted, matrix)
@@ -37,7 +37,7 @@ def score(predicted: list[str], gold: list[str], embed=one_hot_embed):
 
 @pytest.fixture(scope="module")
 def minilm():
-    from agent.embeddings import embed
+    from agent.core.embeddings import embed
 
     return embed
 
@@ -191,14 +191,14 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 def test_cli_json_is_exactly_one_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import agent.chain
+    import agent.pipeline.chain
 
     class FakeChain:
         def batch(self, needs: list[str]) -> list[Recommendation]:
             return fake_predict(needs)
 
-    monkeypatch.setattr(agent.chain, "build_chain", lambda settings, **kwargs: FakeChain())
-    monkeypatch.setattr("agent.embeddings.embed", one_hot_embed)
+    monkeypatch.setattr(agent.pipeline.chain, "build_chain", lambda settings, **kwargs: FakeChain())
+    monkeypatch.setattr("agent.core.embeddings.embed", one_hot_embed)
     monkeypatch.setenv("WHAZZAT_QUANTIZE", "none")
     data = tmp_path / "data.jsonl"
     data.write_text(
@@ -223,7 +223,9 @@ def test_importing_the_cli_module_does_not_import_torch() -> None:
 
 
 def test_saved_eval_results_become_the_model_cards_table(tmp_path: Path) -> None:
-    from finetune.card_eval import main
+    from typer.testing import CliRunner
+
+    from agent.cli.main import app
     from finetune.model_card import EVAL_END, EVAL_START
 
     items = [EvalItem(need="need a", products=["wok", "rice cooker"]), EvalItem(need="need b", products=["wok"])]
@@ -235,7 +237,8 @@ def test_saved_eval_results_become_the_model_cards_table(tmp_path: Path) -> None
         saved[-1].write_text(result.model_dump_json(), encoding="utf-8")
     card = tmp_path / "README.md"
     card.write_text(f"# card\n{EVAL_START}\nold figures\n{EVAL_END}\n## Use\n", encoding="utf-8")
-    main([str(tmp_path), *map(str, saved), "--note", "Saw 2 epochs."])
+    done = CliRunner().invoke(app, ["card-eval", str(tmp_path), *map(str, saved), "--note", "Saw 2 epochs."])
+    assert done.exit_code == 0, done.output
     text = card.read_text(encoding="utf-8")
     assert "old figures" not in text and text.endswith("## Use\n")
     rows = [line for line in text.splitlines() if line.startswith("| `gold.jsonl`")]
@@ -246,17 +249,8 @@ def test_saved_eval_results_become_the_model_cards_table(tmp_path: Path) -> None
     assert "Saw 2 epochs." in text
 
 
-def test_card_eval_rejects_a_file_that_is_no_eval_result(tmp_path: Path) -> None:
-    from finetune.card_eval import main
-
-    bad = tmp_path / "bench.json"
-    bad.write_text('{"schema_version": 2}', encoding="utf-8")
-    with pytest.raises(SystemExit, match="not a saved `whazzat eval --json` result"):
-        main([str(tmp_path), str(bad)])
-
-
 def test_a_sample_is_spread_evenly_and_always_the_same() -> None:
-    from finetune.eval import evenly_spaced
+    from agent.pipeline.evaluation import evenly_spaced
 
     items = [EvalItem(need=f"need {i}", products=["wok"]) for i in range(10)]
     assert [i.need for i in evenly_spaced(items, 5)] == ["need 0", "need 2", "need 4", "need 6", "need 8"]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.notebook import recommendation_html, safe_https
-from agent.schemas import Listing, Recommendation, Suggestion
+from agent.core.html import recommendation_html, safe_https
+from agent.core.schemas import Listing, Recommendation, Suggestion
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "examples" / "quickstart.ipynb"
@@ -97,7 +97,7 @@ def test_quickstart_notebook_executes(embedded_home: Path, monkeypatch: pytest.M
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     # Convert the GGUF here, once for all integration tests (the shared home), not inside the kernel:
     # the conversion's status spinner and transformers' progress bar recurse under ipykernel (reported).
-    from agent.llm import embedded_model_dir
+    from agent.models.llm import embedded_model_dir
 
     embedded_model_dir(embedded_home)
 

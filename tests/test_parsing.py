@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.parsing import MAX_PRODUCT_WORDS, parse_paraphrases, parse_products
+from agent.pipeline.parsing import MAX_PRODUCT_WORDS, parse_paraphrases, parse_products
 
 NEED = "something to dig food"
 

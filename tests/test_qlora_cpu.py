@@ -2,8 +2,8 @@
 
 The assertion that matters is that *every* LoRA matrix moved. bitsandbytes repacks 4-bit weights when
 the model runs inference in eval mode; a LoRA trained after that gets no gradient through the 4-bit
-layers, silently (DESIGN.md, section 4). The loss alone would not show it: the LoRA of the layers
-nearest the output still learn.
+layers, silently (bitsandbytes 0.50 only warns ``gemv_4bit ... autograd kernel was not registered``).
+The loss alone would not show it: the LoRA of the layers nearest the output still learn.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_each_quantize_setting_loads_a_model_that_generates(tiny_model: Path, quantize: str) -> None:
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
-    from agent.config import get_settings
-    from agent.llm import load_model_and_tokenizer
-    from agent.quantize import WeightOnlyInt8Linear
+    from agent.core.config import get_settings
+    from agent.models.llm import load_model_and_tokenizer
+    from agent.models.quantize import WeightOnlyInt8Linear
 
     model, tokenizer = load_model_and_tokenizer(get_settings(model=str(tiny_model), quantize=quantize))
     layer = model.model.layers[0].mlp.down_proj
@@ -41,8 +41,8 @@ def test_each_quantize_setting_loads_a_model_that_generates(tiny_model: Path, qu
 
 
 def test_an_unknown_quantize_value_is_refused() -> None:
-    from agent.config import get_settings
-    from agent.errors import WhazzatError
+    from agent.core.config import get_settings
+    from agent.core.errors import WhazzatError
 
     with pytest.raises((WhazzatError, ValueError), match="quantize"):
         get_settings(quantize="int4")
@@ -66,7 +66,7 @@ def _relative_error(outputs: torch.Tensor, reference: torch.Tensor) -> float:
 def test_weight_only_int8_stays_close_to_fp32_where_dynamic_int8_does_not(bias: bool) -> None:
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
-    from agent.quantize import WeightOnlyInt8Linear
+    from agent.models.quantize import WeightOnlyInt8Linear
 
     linear, inputs = _linear_and_outlier_inputs(bias)
     with torch.inference_mode():
@@ -82,7 +82,7 @@ def test_weight_only_int8_stays_close_to_fp32_where_dynamic_int8_does_not(bias: 
 
 def test_weight_only_int8_counts_one_byte_per_weight_plus_scales_and_bias() -> None:
     from agent.bench.hardware import weight_bytes_per_token
-    from agent.quantize import WeightOnlyInt8Linear
+    from agent.models.quantize import WeightOnlyInt8Linear
 
     linear, _ = _linear_and_outlier_inputs(bias=True)
     layer = WeightOnlyInt8Linear.from_linear(linear)
@@ -94,7 +94,7 @@ def test_weight_only_int8_counts_one_byte_per_weight_plus_scales_and_bias() -> N
 def test_int8_quantizes_only_the_named_layers_weight_only(tiny_model: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    from agent.quantize import WeightOnlyInt8Linear, quantize_int8
+    from agent.models.quantize import WeightOnlyInt8Linear, quantize_int8
 
     model = quantize_int8(AutoModelForCausalLM.from_pretrained(tiny_model), weight_only=("self_attn.o_proj",))
     weight_only = {name for name, module in model.named_modules() if isinstance(module, WeightOnlyInt8Linear)}
@@ -105,7 +105,7 @@ def test_int8_quantizes_only_the_named_layers_weight_only(tiny_model: Path) -> N
 def test_a_width_the_int8_kernel_cannot_take_stays_dynamic_instead_of_crashing() -> None:
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
-    from agent.quantize import WeightOnlyInt8Linear, quantize_int8
+    from agent.models.quantize import WeightOnlyInt8Linear, quantize_int8
 
     # Width 24 crashed the whole process inside aten::_weight_int8pack_mm (torch 2.13).
     with pytest.raises(ValueError, match="multiple of 16"):
@@ -120,9 +120,9 @@ def test_a_width_the_int8_kernel_cannot_take_stays_dynamic_instead_of_crashing()
 def test_on_the_embedded_model_int8_stays_closer_to_fp32_than_int8_dynamic(embedded_home: Path) -> None:
     """The reason int8 is the default: next-token distributions drift less from fp32's than under
     int8-dynamic, on the suggest prompts the chain sends."""
-    from agent.config import get_settings
-    from agent.llm import load_model_and_tokenizer
-    from agent.prompts import render_prompt
+    from agent.core.config import get_settings
+    from agent.models.llm import load_model_and_tokenizer
+    from agent.pipeline.prompts import render_prompt
 
     needs = ["something to dig food", "my back hurts after sitting all day", "gift for a dad who loves fishing",
              "something for a first camping trip", "a way to keep my coffee hot at my desk"]

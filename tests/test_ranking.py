@@ -11,7 +11,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.ranking import (
+from agent.core.schemas import Listing, Suggestion
+from agent.pipeline.ranking import (
     RATING_PRIOR,
     WEIGHTS,
     interleave,
@@ -19,7 +20,6 @@ from agent.ranking import (
     rank_listings,
     shrunk_rating,
 )
-from agent.schemas import Listing, Suggestion
 from tests.conftest_axesso import fixture_minilm, listing  # noqa: F401 - fixtures are found by name
 from tools.base import SearchQuery
 from tools.links import LinksBackend

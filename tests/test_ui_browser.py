@@ -56,7 +56,7 @@ def ui_command(port: int) -> list[str]:
         listed = subprocess.run([whazzat, "--help"], check=False, capture_output=True, text=True, timeout=60).stdout
         if " ui " in listed:
             return [whazzat, "ui", *args]
-    return [sys.executable, "-m", "agent.ui.cli", *args]
+    return [sys.executable, "-m", "agent.cli.ui", *args]
 
 
 def wait_until_serving(url: str, server: subprocess.Popen[bytes], log: Path) -> None:

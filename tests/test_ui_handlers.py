@@ -1,5 +1,5 @@
 """The chat UI's handlers, called directly inside a Chainlit context with a recording emitter
-(Chainlit has no test client, DESIGN.md §4), a fake model and a fake shop: steps, cards, settings,
+(Chainlit has no test client), a fake model and a fake shop: steps, cards, settings,
 follow-ups, feedback, errors, and the pure helpers (cards, follow-up parsing, settings, CLI)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import time
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,9 @@ from chainlit.context import ChainlitContext, context_var
 from chainlit.emitter import BaseChainlitEmitter
 from chainlit.session import HTTPSession
 
-from agent.config import get_settings
-from agent.feedback import feedback_path, read_feedback
-from agent.schemas import Listing, Suggestion
+from agent.core.config import get_settings
+from agent.core.schemas import Listing, Suggestion
+from agent.pipeline.feedback import feedback_path, read_feedback
 from agent.ui import handlers
 from agent.ui.cards import escape_text, render_answer, safe_url
 from agent.ui.chat_settings import ChatPreferences, SettingsError
@@ -148,7 +148,7 @@ def shop() -> FakeShop:
 @pytest.fixture(autouse=True)
 def no_minilm(monkeypatch: pytest.MonkeyPatch) -> None:
     """The chain's rank stage scores relevance with MiniLM; these tests need no embedder."""
-    monkeypatch.setattr("agent.ranking.minilm_relevance", same_relevance)
+    monkeypatch.setattr("agent.pipeline.ranking.minilm_relevance", same_relevance)
 
 
 # --- a new need ------------------------------------------------------------------------------------------
@@ -336,7 +336,7 @@ async def test_votes_and_comments_are_appended_to_the_feedback_file(shop: FakeSh
 
 
 async def test_a_thumbs_up_teaches_the_shared_memory_at_once(shop: FakeShop, isolated_home) -> None:  # noqa: ANN001
-    from agent.memory import build_memory
+    from agent.pipeline.memory import build_memory
     from tests.fakes import WordEmbeddings
 
     Chat()
@@ -397,11 +397,11 @@ async def test_a_bad_need_says_what_to_change() -> None:
 
 # --- the model once, the event loop free -----------------------------------------------------------------------
 async def test_chats_share_one_chain_per_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    import agent.chain
+    import agent.pipeline.chain
 
     builds: list[Any] = []
-    real_build = agent.chain.build_chain
-    monkeypatch.setattr(agent.chain, "build_chain", lambda *a, **k: builds.append(a) or real_build(*a, **k))
+    real_build = agent.pipeline.chain.build_chain
+    monkeypatch.setattr(agent.pipeline.chain, "build_chain", lambda *a, **k: builds.append(a) or real_build(*a, **k))
     services = make_services()
     for _ in range(2):
         Chat()
@@ -409,29 +409,29 @@ async def test_chats_share_one_chain_per_settings(monkeypatch: pytest.MonkeyPatc
     assert len(builds) == 1
 
 
-class SlowLLM(FakeWhazzatLLM):
-    def _call(self, prompt: str, *args: Any, **kwargs: Any) -> str:
-        time.sleep(0.2)
-        return super()._call(prompt, *args, **kwargs)
-
-
 async def test_the_event_loop_keeps_running_while_the_model_works() -> None:
-    Chat()
-    services = make_services(llm=SlowLLM(prompts=[]))
-    ticks: list[float] = []
+    # The model waits until the event loop has answered during its call: only possible when the model
+    # runs off the loop. On the loop it would wait in vain (the timeout only stops a hang).
+    model_running, loop_answered = threading.Event(), threading.Event()
+    waits: list[bool] = []
 
-    async def heartbeat() -> None:
-        while True:
-            ticks.append(time.perf_counter())
-            await asyncio.sleep(0.02)
+    class WaitingLLM(FakeWhazzatLLM):
+        def _call(self, prompt: str, *args: Any, **kwargs: Any) -> str:
+            model_running.set()
+            waits.append(loop_answered.wait(timeout=30))
+            return super()._call(prompt, *args, **kwargs)
 
-    beat = asyncio.create_task(heartbeat())
-    started = time.perf_counter()
+    async def answer_while_the_model_works() -> None:
+        while not model_running.is_set():
+            await asyncio.sleep(0.005)
+        loop_answered.set()
+
+    chat, services = Chat(), make_services(llm=WaitingLLM(prompts=[]))
+    answering = asyncio.create_task(answer_while_the_model_works())
     await handlers.handle_message(NEED, services)
-    elapsed = time.perf_counter() - started
-    beat.cancel()
-    assert elapsed > 0.5  # the model took a while...
-    assert len(ticks) > elapsed / 0.02 / 3  # ...and the loop kept serving meanwhile
+    answering.cancel()
+    assert waits and waits[0] is True  # the loop answered while the model's first call was running
+    assert chat.emitter.finished_steps()["Suggest"]["isError"] is False  # and the answer went on
 
 
 async def test_the_app_module_wires_every_chainlit_event() -> None:
@@ -513,7 +513,7 @@ def test_ui_command_runs_chainlit_in_process(monkeypatch: pytest.MonkeyPatch) ->
     import sys
     import types
 
-    from agent.ui import cli
+    from agent.cli import ui as cli
 
     calls: list[dict[str, Any]] = []
     fake_cli = types.SimpleNamespace(main=lambda **kwargs: calls.append(kwargs))
@@ -529,7 +529,7 @@ def test_ui_command_runs_chainlit_in_process(monkeypatch: pytest.MonkeyPatch) ->
 def test_an_install_without_a_checkout_gets_the_ui_files_under_its_home(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from agent.ui import cli
+    from agent.cli import ui as cli
 
     checkout = cli.APP_ROOT
     assert cli.app_root(tmp_path / "home") == checkout  # a source checkout serves its own files
@@ -547,7 +547,7 @@ def test_an_install_without_a_checkout_gets_the_ui_files_under_its_home(
 def test_committed_chainlit_config_keeps_safe_defaults() -> None:
     import tomllib
 
-    from agent.ui import cli
+    from agent.cli import ui as cli
 
     config = tomllib.loads((cli.APP_ROOT / ".chainlit" / "config.toml").read_text(encoding="utf-8"))
     assert config["features"]["unsafe_allow_html"] is False

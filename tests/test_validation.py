@@ -1,7 +1,7 @@
 import pytest
 
-from agent.errors import InputError
-from agent.validation import validate_need
+from agent.core.errors import InputError
+from agent.pipeline.validation import validate_need
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The ``axesso`` backend (real Amazon listings) and the LangChain tool around it.
+"""The ``axesso`` backend: real Amazon listings (the LangChain tool around it: :mod:`tools.axesso_tool`).
 
 For each product type: the on-disk cache first (24 h by default, so a repeated need costs no call), else
 one Axesso search, all product types at once in a small thread pool. Whatever goes wrong remotely (no
@@ -8,25 +8,21 @@ key, network down, retries used up, call budget spent, no results) that product 
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from pathlib import Path
+from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForToolRun
-from langchain_core.tools import BaseTool
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from agent.config import Domain, Settings, get_settings
-from agent.schemas import Listing
+from agent.core.concurrency import map_in_threads
+from agent.core.http import HttpPolicy
+from agent.core.schemas import Listing
 from tools.axesso_client import AxessoClient, AxessoError, AxessoNotFound
 from tools.axesso_parse import AxessoApiError, AxessoFormatError, parse_search
-from tools.base import SearchBackend, SearchOutcome, SearchQuery, SortBy
+from tools.base import SearchBackend, SearchOutcome, SearchQuery
 from tools.cache import DiskCache
-from tools.http import HttpPolicy
 from tools.links import LinksBackend
 
 logger = logging.getLogger(__name__)
@@ -38,6 +34,22 @@ _NO_LISTINGS = "found no listings"
 _NO_KEY = (
     "is not used (RAPIDAPI_KEY is not set: get a key for the Axesso Amazon Data Service on rapidapi.com)"
 )
+
+
+class AxessoOptions(BaseModel):
+    """What the axesso backend needs and nothing more; :func:`tools.registry.axesso_options` builds it
+    from the settings. The key is a ``SecretStr``, so reprs and dumps show it masked."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_key: SecretStr | None = Field(description="RapidAPI key; None or blank: search links and a warning.")
+    base_url: str = Field(description="Axesso base URL (RapidAPI's, or a proxy or test server).")
+    http: HttpPolicy = Field(description="Timeouts and retries of each call.")
+    cache_file: Path = Field(description="SQLite file of the search cache (and of RapidAPI's call budget).")
+    cache_ttl_seconds: float = Field(ge=0, description="How long a cached search stays fresh.")
+    read_cache: bool = Field(description="False: search afresh (fresh results still refresh the cache).")
+    concurrency: int = Field(ge=1, description="Product types searched at once.")
+    ratelimit_floor: int = Field(ge=0, description="No call once RapidAPI reports fewer calls left than this.")
 
 
 def cache_key(query: SearchQuery) -> str:
@@ -64,25 +76,24 @@ class AxessoBackend(SearchBackend):
 
     def __init__(
         self,
-        settings: Settings,
+        options: AxessoOptions,
         *,
         client: AxessoClient | None = None,
-        cache: DiskCache | None = None,
         fallback: SearchBackend | None = None,
     ) -> None:
-        self._key: SecretStr | None = settings.rapidapi_key if _has_key(settings.rapidapi_key) else None
-        self._use_cache_reads = not settings.no_cache
-        self._concurrency = settings.search_concurrency
-        self._cache = cache or DiskCache(settings.home_dir / CACHE_FILE, settings.cache_ttl_hours * 3600)
+        self._key: SecretStr | None = options.api_key if _has_key(options.api_key) else None
+        self._use_cache_reads = options.read_cache
+        self._concurrency = options.concurrency
+        self._cache = DiskCache(options.cache_file, options.cache_ttl_seconds)
         self._fallback = fallback or LinksBackend()
         self._client = client
         if self._client is None and self._key is not None:
             self._client = AxessoClient(
                 api_key=self._key,
-                base_url=settings.axesso_url,
-                policy=HttpPolicy.from_settings(settings),
-                ratelimit_floor=settings.ratelimit_floor,
-                pool_size=settings.search_concurrency,
+                base_url=options.base_url,
+                policy=options.http,
+                ratelimit_floor=options.ratelimit_floor,
+                pool_size=options.concurrency,
             )
         if self._client is not None and self._use_cache_reads:
             remembered = self._cache.get(_BUDGET_KEY)
@@ -101,11 +112,7 @@ class AxessoBackend(SearchBackend):
         unique = list(dict.fromkeys(queries))
         if not unique:
             return SearchOutcome()
-        if len(unique) == 1:
-            found = [self._find(unique[0])]
-        else:
-            with ThreadPoolExecutor(max_workers=min(self._concurrency, len(unique))) as pool:
-                found = list(pool.map(self._find, unique))
+        found = map_in_threads(self._find, unique, self._concurrency)
         self._remember_budget()
         return self._merge(unique, found)
 
@@ -212,75 +219,3 @@ def _scrub(text: str, key: SecretStr | None) -> str:
     if key is None or not key.get_secret_value():
         return text
     return text.replace(key.get_secret_value(), "***")
-
-
-# --- the LangChain tool ------------------------------------------------------------------------------
-def _printable(text: str) -> str:
-    if not text.isprintable():
-        raise ValueError("keyword must be printable text (no control characters or line breaks)")
-    return re.sub(r"\s+", " ", text)
-
-
-Keyword = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80), AfterValidator(_printable)
-]
-
-
-class AxessoSearchInput(BaseModel):
-    """Arguments of :class:`AxessoSearchTool`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    keyword: Keyword = Field(description="A generic product type to search for, e.g. 'garden trowel'.")
-    domain: Domain = Field(default="com", description="Amazon marketplace, e.g. 'com', 'co.uk', 'de'.")
-    page: int = Field(default=1, ge=1, le=5, description="Result page, 1 to 5.")
-    sort: SortBy = Field(default="relevanceblender", description="Axesso's sort order.")
-
-
-class AxessoSearchTool(BaseTool):
-    """Search Amazon listings for a product type (Axesso via RapidAPI, cached, falls back to links).
-
-    Returns a compact JSON text for a model to read, and the full :class:`SearchOutcome` as the artifact.
-    """
-
-    name: str = "amazon_product_search"
-    description: str = (
-        "Search Amazon for buyable listings of a generic product type (e.g. 'garden trowel'). Returns "
-        "titles, https Amazon URLs, prices, star ratings and review counts."
-    )
-    args_schema: type[BaseModel] = AxessoSearchInput
-    response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
-
-    settings: Settings = Field(default_factory=get_settings, description="Key, URL, cache and HTTP settings.")
-    backend: SearchBackend | None = Field(
-        default=None, description="Backend to use; built from settings if None."
-    )
-    _backend: SearchBackend | None = PrivateAttr(default=None)
-
-    @property
-    def api_key(self) -> SecretStr | None:
-        return self.settings.rapidapi_key
-
-    def _get_backend(self) -> SearchBackend:
-        if self.backend is not None:
-            return self.backend
-        if self._backend is None:
-            self._backend = AxessoBackend(self.settings)
-        return self._backend
-
-    def _run(
-        self,
-        keyword: str,
-        domain: Domain = "com",
-        page: int = 1,
-        sort: SortBy = "relevanceblender",
-        run_manager: CallbackManagerForToolRun | None = None,
-    ) -> tuple[str, SearchOutcome]:
-        query = SearchQuery(keyword=keyword, domain=domain, page=page, sort=sort)
-        outcome = self._get_backend().search_many([query])
-        fields = {"title", "url", "price", "rating", "reviews", "prime", "sponsored"}
-        content = {
-            "listings": [listing.model_dump(include=fields) for listing in outcome.listings],
-            "warnings": outcome.warnings,
-        }
-        return json.dumps(content, ensure_ascii=False), outcome

@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 import requests
 from pydantic import SecretStr
 
-from agent.errors import WhazzatError
+from agent.core.errors import WhazzatError
+from agent.core.http import HttpPolicy, TransportError, default_is_retryable, get_with_retries, make_session
 from tools.base import SearchQuery
-from tools.http import HttpPolicy, TransportError, default_is_retryable, get_with_retries, make_session
 
 logger = logging.getLogger(__name__)
 
@@ -72,14 +72,14 @@ class AxessoClient:
         *,
         api_key: SecretStr,
         base_url: str,
-        policy: HttpPolicy | None = None,
-        ratelimit_floor: int = 5,
-        pool_size: int = 4,
+        policy: HttpPolicy,
+        ratelimit_floor: int,
+        pool_size: int,
         session: requests.Session | None = None,
     ) -> None:
         self._api_key = api_key
         self._url = base_url.rstrip("/") + SEARCH_PATH
-        self._policy = policy or HttpPolicy()
+        self._policy = policy
         self._floor = ratelimit_floor
         self._session = session or make_session(pool_size)
         self._lock = threading.Lock()

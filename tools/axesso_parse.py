@@ -1,6 +1,6 @@
-"""Turn an Axesso search response into validated :class:`~agent.schemas.Listing` objects.
+"""Turn an Axesso search response into validated :class:`~agent.core.schemas.Listing` objects.
 
-Axesso's fields come and go (DESIGN.md §5), so reading is tolerant: two page shapes (the older
+Axesso's fields come and go between API versions, so reading is tolerant: two page shapes (the older
 ``responseStatus``/``foundProducts`` one and the 2025 ``statusCode`` one), unknown fields ignored, numbers
 accepted as numbers or text. What we *use* is validated strictly, because it ends up as a link in front of
 a user:
@@ -21,9 +21,9 @@ from urllib.parse import urljoin, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.config import AMAZON_DOMAINS
-from agent.errors import WhazzatError
-from agent.schemas import Listing
+from agent.core.config import AMAZON_DOMAINS
+from agent.core.errors import WhazzatError
+from agent.core.schemas import Listing
 from tools.values import parse_bool, parse_count, parse_price, parse_rating
 
 #: Hosts Amazon serves product images from; any other image URL is dropped.

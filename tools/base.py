@@ -8,8 +8,8 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.config import Domain
-from agent.schemas import Listing
+from agent.core.config import Domain
+from agent.core.schemas import Listing
 
 #: Axesso's ``sortBy`` values; other backends accept them and may ignore them.
 SortBy = Literal["relevanceblender", "price-asc-rank", "price-desc-rank", "review-rank", "date-desc-rank"]

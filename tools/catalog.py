@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agent.errors import WhazzatError
-from agent.schemas import Listing
+from agent.core.errors import WhazzatError
+from agent.core.schemas import Listing
 from tools.axesso_parse import clean_title
 from tools.base import SearchBackend, SearchOutcome, SearchQuery
 from tools.values import parse_count, parse_price, parse_rating
@@ -205,6 +205,14 @@ def _read_csv(path: Path) -> tuple[list[tuple[int, Any]], set[str]]:
 
 
 # --- searching ---------------------------------------------------------------------------------------
+class CatalogOptions(BaseModel):
+    """What the catalog backend needs: its feed (:func:`tools.registry.catalog_options` builds it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: Path = Field(description="The product feed, JSONL or CSV.")
+
+
 class CatalogBackend(SearchBackend):
     """Ranks the feed's rows against each product type by meaning and spelling."""
 
@@ -216,8 +224,9 @@ class CatalogBackend(SearchBackend):
         self._lock = threading.Lock()  # searches may run in threads; embed the rows once
 
     @classmethod
-    def from_path(cls, path: Path | str) -> CatalogBackend:
-        return cls(load_catalog(path))
+    def from_options(cls, options: CatalogOptions) -> CatalogBackend:
+        """Loads and validates the feed now: raises a :class:`CatalogError` that says how to fix it."""
+        return cls(load_catalog(options.path))
 
     def search(self, query: SearchQuery) -> SearchOutcome:
         return self.search_many([query])
@@ -225,7 +234,7 @@ class CatalogBackend(SearchBackend):
     def search_many(self, queries: Sequence[SearchQuery]) -> SearchOutcome:
         from rapidfuzz import fuzz, process, utils
 
-        from agent.embeddings import embed
+        from agent.core.embeddings import embed
 
         unique = list(dict.fromkeys(query.keyword for query in queries))
         outcome = SearchOutcome(warnings=self._load_warnings())

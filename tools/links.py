@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from agent.schemas import Listing
+from agent.core.schemas import Listing
 from tools.base import SearchBackend, SearchOutcome, SearchQuery
 
 

@@ -9,5 +9,5 @@ Small modules, one job each:
 * :mod:`agent.bench.hardware`: memory bandwidth, weight bytes per token, the decode bound and the rate;
 * :mod:`agent.bench.probes`: what must run in a fresh process (load time, CLI start, peak RSS);
 * :mod:`agent.bench.figures`: the result's pydantic models and the table people read;
-* :mod:`agent.bench.cli`: the typer command (light to import: no torch).
+* :mod:`agent.cli.bench`: the typer command (light to import: no torch).
 """

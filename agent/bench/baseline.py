@@ -1,4 +1,4 @@
-"""The original Whazzat's way of working (DESIGN.md §1), re-implemented with transformers directly.
+"""The original Whazzat's way of working (a 2023 course project), re-implemented with transformers directly.
 
 The bench's baseline does the same work as Whazzat (same model and adapter, same prompts, same parsing,
 same number of paraphrases, same search backend) the way the original project did it:
@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.dedup import merge_suggestions
-from agent.parsing import parse_paraphrases, parse_products
-from agent.prompts import load_template, render_prompt
-from agent.schemas import Listing, Recommendation
+from agent.core.schemas import Listing, Recommendation
+from agent.pipeline.dedup import merge_suggestions
+from agent.pipeline.parsing import parse_paraphrases, parse_products
+from agent.pipeline.prompts import load_template, render_prompt
 from tools.base import SearchBackend, SearchQuery
 
 if TYPE_CHECKING:
-    from agent.config import Settings
+    from agent.core.config import Settings
 
 
 class BaselineConfig(BaseModel):
@@ -52,7 +52,7 @@ def load_baseline_model(settings: Settings) -> tuple[Any, Any]:
     """The base model with the adapter wrapped, not merged, and its tokenizer (fp32, eval mode)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from agent.llm import resolve_model
+    from agent.models.llm import resolve_model
 
     if settings.torch_threads:  # a machine setting, not a method: both pipelines run with the same
         import torch

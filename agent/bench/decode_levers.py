@@ -1,7 +1,7 @@
 """Batch-1 decode rate of the embedded model under each decode lever, against the bandwidth bound.
 
-    python -m agent.bench.decode_levers                      # every lever, a JSON line each
-    python -m agent.bench.decode_levers --lever int8 --lever int8-static-cache
+    whazzat bench-levers                      # every lever, a JSON line each
+    whazzat bench-levers --lever int8 --lever int8-static-cache
 
 ``whazzat bench`` measures the default settings; this measures the levers the speed issue lists (static
 KV cache, ``torch.compile``, quantised engines, bf16), one fresh model per lever, so each can be kept or
@@ -11,7 +11,6 @@ how much any lever outside the matrix products could win. Run it on a quiet mach
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -72,8 +71,8 @@ def measure(lever: str, bandwidth_gb_s: float, new_tokens: int, **overrides: Any
     import torch
 
     from agent.bench.hardware import decode_figures
-    from agent.config import get_settings
-    from agent.llm import load_model_and_tokenizer
+    from agent.core.config import get_settings
+    from agent.models.llm import load_model_and_tokenizer
 
     quantize, what = LEVERS[lever]
     engine, threads = torch.backends.quantized.engine, torch.get_num_threads()
@@ -103,19 +102,19 @@ def measure(lever: str, bandwidth_gb_s: float, new_tokens: int, **overrides: Any
         torch.set_num_threads(threads)
 
 
-def main(argv: list[str] | None = None, write: Callable[[str], Any] = sys.stdout.write) -> None:
-    parser = argparse.ArgumentParser(description="Batch-1 decode rate of the embedded model per lever.")
-    parser.add_argument("--lever", action="append", choices=sorted(LEVERS), help="Repeatable; default: all.")
-    parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--bandwidth-mb", type=int, default=512)
-    args = parser.parse_args(argv)
+def run_levers(
+    levers: list[str] | None = None,
+    new_tokens: int = 64,
+    bandwidth_mb: int = 512,
+    write: Callable[[str], Any] = sys.stdout.write,
+) -> None:
+    """The bandwidth, then one lever after another (default: all), each as a JSON line through ``write``.
+
+    The command line is ``whazzat bench-levers`` (agent/cli/bench.py): this layer sits below the CLI.
+    """
     from agent.bench.hardware import measure_bandwidth
 
-    bandwidth = measure_bandwidth(args.bandwidth_mb)
+    bandwidth = measure_bandwidth(bandwidth_mb)
     write(json.dumps({"bandwidth_gb_s": round(bandwidth, 2)}) + "\n")
-    for lever in args.lever or list(LEVERS):
-        write(json.dumps(measure(lever, bandwidth, args.new_tokens)) + "\n")
-
-
-if __name__ == "__main__":
-    main()
+    for lever in levers or list(LEVERS):
+        write(json.dumps(measure(lever, bandwidth, new_tokens)) + "\n")

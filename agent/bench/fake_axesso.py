@@ -1,8 +1,11 @@
-"""A local stand-in for the Axesso search API: a thread on 127.0.0.1 that answers after a fixed delay.
+"""A local stand-in for the Axesso search API, shared by the bench and the tests.
 
-The real API takes ~4 s per call (DESIGN.md §5); the bench injects a smaller, fixed delay (1 s by default)
-so what it measures is how a pipeline waits on the network: one call after another, or several at once,
-and how many calls it makes at all. Answers are deterministic per keyword and follow Axesso's 2025 shape.
+The builders write Axesso's documented response schema (the 2025 ``statusCode`` page around
+``searchProductDetails`` items): :func:`product` one item, :func:`search_page` a page around items, and
+:func:`marketplace_page` three deterministic listings for any keyword. :class:`FakeAxesso` serves
+:func:`marketplace_page` from a thread on 127.0.0.1 after a fixed delay: the real API takes ~4 s per call,
+the bench injects a smaller, fixed one (1 s by default), so what it measures is how a pipeline waits on the
+network (one call after another, or several at once) and how many calls it makes at all.
 
     with FakeAxesso(delay_s=1.0) as server:
         settings = settings.model_copy(update={"axesso_url": server.url, ...})
@@ -18,37 +21,43 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-SEARCH_PATH = "/amz/amazon-search-by-keyword-asin"
+from tools.axesso_client import REMAINING_HEADER, SEARCH_PATH
+
+__all__ = ["SEARCH_PATH", "FakeAxesso", "fake_asin", "marketplace_page", "product", "search_page"]
+
+#: (adjective, price, rating, reviews) of the three listings :func:`marketplace_page` gives each keyword.
 _OFFERS = (("Heavy duty", 24.99, "4.7", 3000), ("Compact", 14.99, "4.4", 850), ("Basic", 9.99, "4.1", 120))
 
 
-def _asin(text: str) -> str:
-    """A stable, valid ASIN (10 upper-case letters and digits) per title."""
-    digest = hashlib.sha256(text.encode()).hexdigest().upper()
-    return "B" + digest[:9]
+def fake_asin(text: str) -> str:
+    """A stable, valid ASIN (10 upper-case letters and digits) per text."""
+    return "B" + hashlib.sha256(text.encode()).hexdigest().upper()[:9]
 
 
-def search_page(keyword: str, domain: str = "com") -> dict[str, Any]:
-    """Three listings for ``keyword``, as Axesso's 2025 search response writes them."""
-    products = []
-    for adjective, price, rating, reviews in _OFFERS:
-        title = f"{adjective} {keyword}"
-        asin = _asin(title)
-        products.append(
-            {
-                "productDescription": title,
-                "asin": asin,
-                "countReview": reviews,
-                "imgUrl": f"https://m.media-amazon.com/images/I/{asin}._AC_UL320_.jpg",
-                "price": price,
-                "retailPrice": round(price * 1.2, 2),
-                "productRating": f"{rating} out of 5 stars",
-                "prime": True,
-                "dpUrl": f"/dp/{asin}",
-                "sponsored": False,
-            }
-        )
-    return {
+def product(**fields: Any) -> dict[str, Any]:
+    """One ``searchProductDetails`` item as Axesso's 2025 shape writes it; ``fields`` override."""
+    item: dict[str, Any] = {
+        "productDescription": "Fiskars Ergo Garden Trowel, Heavy Duty Hand Shovel",
+        "asin": "B00002N6U4",
+        "countReview": 3000,
+        "imgUrl": "https://m.media-amazon.com/images/I/71trowel._AC_UL320_.jpg",
+        "price": 12.99,
+        "retailPrice": 15.99,
+        "productRating": "4.7 out of 5 stars",
+        "prime": True,
+        "dpUrl": "/Fiskars-Ergo-Trowel/dp/B00002N6U4/ref=sr_1_1?keywords=garden+trowel",
+        "sponsored": False,
+        "salesVolume": "10K+ bought in past month",
+    }
+    item.update(fields)
+    return item
+
+
+def search_page(
+    products: list[Any], keyword: str = "garden trowel", domain: str = "com", **fields: Any
+) -> dict[str, Any]:
+    """A 2025-shape search response around ``products``; ``fields`` add or override page fields."""
+    page: dict[str, Any] = {
         "statusCode": 200,
         "statusMessage": "FOUND",
         "keyword": keyword,
@@ -58,6 +67,29 @@ def search_page(keyword: str, domain: str = "com") -> dict[str, Any]:
         "similarKeywords": [],
         "searchProductDetails": products,
     }
+    page.update(fields)
+    return page
+
+
+def marketplace_page(keyword: str, domain: str = "com") -> dict[str, Any]:
+    """Three listings for ``keyword``, the same on every call."""
+    items = []
+    for adjective, price, rating, reviews in _OFFERS:
+        title = f"{adjective} {keyword}"
+        asin = fake_asin(title)
+        items.append(
+            product(
+                productDescription=title,
+                asin=asin,
+                countReview=reviews,
+                imgUrl=f"https://m.media-amazon.com/images/I/{asin}._AC_UL320_.jpg",
+                price=price,
+                retailPrice=round(price * 1.2, 2),
+                productRating=f"{rating} out of 5 stars",
+                dpUrl=f"/dp/{asin}",
+            )
+        )
+    return search_page(items, keyword, domain)
 
 
 class FakeAxesso:
@@ -103,7 +135,7 @@ class FakeAxesso:
                 domain = query.get("domainCode", ["com"])[0]
                 fake._count()
                 time.sleep(fake.delay_s)
-                self._send(200, search_page(keyword, domain))
+                self._send(200, marketplace_page(keyword, domain))
 
             def _send(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
@@ -111,7 +143,7 @@ class FakeAxesso:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 # A large budget, so the client's call-budget guard never stops a bench.
-                self.send_header("x-ratelimit-requests-remaining", "1000000")
+                self.send_header(REMAINING_HEADER, "1000000")
                 self.end_headers()
                 self.wfile.write(data)
 

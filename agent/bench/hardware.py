@@ -10,13 +10,14 @@ at these lengths it is well under 1% of the weights, so it is left out.)
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import sys
 import time
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from agent.bench.figures import Decode, Machine
 
@@ -60,7 +61,7 @@ def _is_int8_linear(module: Any) -> bool:
 
 
 def _is_weight_only_int8_linear(module: Any) -> bool:
-    from agent.quantize import WeightOnlyInt8Linear
+    from agent.models.quantize import WeightOnlyInt8Linear
 
     return isinstance(module, WeightOnlyInt8Linear)
 
@@ -176,13 +177,25 @@ def machine_info() -> Machine:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Measure memory bandwidth; print one JSON line.")
-    parser.add_argument("--megabytes", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=BANDWIDTH_REPEATS)
-    args = parser.parse_args(argv)
-    gb_s = measure_bandwidth(args.megabytes, args.repeats)
+#: The child's command line (this layer sits below ``agent.cli``, so it has its own one-command app).
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command()
+def bandwidth_command(
+    megabytes: Annotated[int, typer.Option("--megabytes", min=1, help="Size of the copied array.")] = 512,
+    repeats: Annotated[
+        int, typer.Option("--repeats", min=1, help="Copies timed; the best one counts.")
+    ] = BANDWIDTH_REPEATS,
+) -> None:
+    """Measure memory bandwidth; print one JSON line (``{"bandwidth_gb_s": ...}``)."""
+    gb_s = measure_bandwidth(megabytes, repeats)
     sys.stdout.write(json.dumps({"bandwidth_gb_s": gb_s}) + "\n")
+
+
+def main() -> None:
+    """``python -m agent.bench.hardware``, as the bench runs it in a child process."""
+    app()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Settings travel as a JSON object of overrides (the bench's ``--set`` values), ne
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import json
 import os
@@ -25,11 +24,12 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
+import typer
 from pydantic import BaseModel
 
-from agent.errors import WhazzatError
+from agent.core.errors import WhazzatError
 
 Pipeline = Literal["whazzat", "baseline"]
 
@@ -41,7 +41,7 @@ PEAK_RSS_FILE_ENV = "WHAZZAT_BENCH_PEAK_RSS_FILE"
 #: Runs the real ``whazzat`` CLI with the exit hook that reports peak RSS.
 _CLI_WITH_RSS_HOOK = (
     "import atexit; from agent.bench.probes import report_peak_rss; atexit.register(report_peak_rss); "
-    "from agent.cli import app; app()"
+    "from agent.cli.main import app; app()"
 )
 
 
@@ -137,7 +137,7 @@ def cli_help_seconds(pipeline: Pipeline, repeats: int = 3) -> float:
     CLI that imports everything at module level would. Both start the same interpreter directly (no
     console-script shim), so only the imports differ.
     """
-    script = "from agent.cli import app; app()"
+    script = "from agent.cli.main import app; app()"
     if pipeline == "baseline":
         script = f"{EAGER_IMPORTS}; {script}"
     command = [sys.executable, "-c", script, "--help"]
@@ -211,12 +211,12 @@ def _load(pipeline: Pipeline, overrides: dict[str, Any]) -> float:
     import torch  # noqa: F401
     import transformers  # noqa: F401
 
-    from agent.config import get_settings
+    from agent.core.config import get_settings
 
     settings = get_settings(**overrides)
     started = time.perf_counter()
     if pipeline == "whazzat":
-        from agent.llm import load_llm
+        from agent.models.llm import load_llm
 
         load_llm(settings)
     else:
@@ -226,25 +226,58 @@ def _load(pipeline: Pipeline, overrides: dict[str, Any]) -> float:
     return time.perf_counter() - started
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Bench probes run in a fresh process.")
-    parser.add_argument("probe", choices=["load", "ask"])
-    parser.add_argument("--pipeline", choices=["whazzat", "baseline"], required=True)
-    parser.add_argument("--settings", default="{}", help="JSON object of settings overrides.")
-    parser.add_argument("--need", default="something to dig food")
-    args = parser.parse_args(argv)
-    overrides = json.loads(args.settings)
-    if args.probe == "load":
-        sys.stdout.write(json.dumps({"seconds": _load(args.pipeline, overrides)}) + "\n")
-        return
-    if args.pipeline != "baseline":
-        parser.error("ask runs the baseline only; whazzat's is the real `whazzat ask`")
+#: The children's command line (this layer sits below ``agent.cli``, so it has its own app).
+app = typer.Typer(
+    help="Bench probes run in a fresh process.", add_completion=False, pretty_exceptions_enable=False
+)
+PipelineOption = Annotated[Pipeline, typer.Option("--pipeline", help="Whose model: whazzat or baseline.")]
+SettingsOption = Annotated[str, typer.Option("--settings", help="JSON object of settings overrides.")]
+
+
+def _fail(message: str) -> NoReturn:
+    """One line on stderr and exit code 2, as ``agent.cli.common.fail`` (a layer above, so not imported)."""
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _overrides(settings: str) -> dict[str, Any]:
+    try:
+        overrides = json.loads(settings)
+    except ValueError as error:
+        _fail(f"--settings is not JSON: {error}")
+    if not isinstance(overrides, dict):
+        _fail(f"--settings must be a JSON object of settings (got {settings!r})")
+    return overrides
+
+
+@app.command()
+def load(pipeline: PipelineOption, settings: SettingsOption = "{}") -> None:
+    """Load the pipeline's model; print ``{"seconds": ...}`` (imports excluded)."""
+    overrides = _overrides(settings)
+    sys.stdout.write(json.dumps({"seconds": _load(pipeline, overrides)}) + "\n")
+
+
+@app.command()
+def ask(
+    pipeline: PipelineOption,
+    settings: SettingsOption = "{}",
+    need: Annotated[str, typer.Option("--need", help="The need to answer.")] = "something to dig food",
+) -> None:
+    """Answer one need with the baseline, print its result as JSON, and report peak RSS at exit."""
+    if pipeline != "baseline":
+        _fail("ask runs the baseline only (--pipeline baseline); whazzat's is the real `whazzat ask`")
+    overrides = _overrides(settings)
     atexit.register(report_peak_rss)
     from agent.bench.baseline import BaselinePipeline
-    from agent.config import get_settings
+    from agent.core.config import get_settings
 
-    result = BaselinePipeline.load(get_settings(**overrides)).answer(args.need)
+    result = BaselinePipeline.load(get_settings(**overrides)).answer(need)
     sys.stdout.write(result.model_dump_json() + "\n")
+
+
+def main() -> None:
+    """``python -m agent.bench.probes load|ask ...``, as the bench runs it in a child process."""
+    app()
 
 
 if __name__ == "__main__":

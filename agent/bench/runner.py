@@ -38,17 +38,18 @@ from agent.bench.figures import (
     percentile,
     speedups,
 )
-from agent.errors import WhazzatError
-from agent.schemas import Recommendation
-from agent.validation import validate_need
+from agent.core.errors import WhazzatError
+from agent.core.schemas import Recommendation
+from agent.core.shipped import shipped_split
+from agent.pipeline.validation import validate_need
 
 if TYPE_CHECKING:
     from agent.bench.baseline import BaselinePipeline
-    from agent.config import Settings
+    from agent.core.config import Settings
     from tools.base import SearchBackend
 
 #: The project's test split (needs with gold product types).
-DEFAULT_NEEDS = Path(__file__).resolve().parents[2] / "finetune" / "data" / "test.jsonl"
+DEFAULT_NEEDS = shipped_split("test")
 #: Answered once per pipeline before anything is timed (first-call allocations, MiniLM's load).
 WARMUP_NEED = "a gift for someone who just started gardening"
 #: The only key the bench ever sends, and only to its own local server.
@@ -168,19 +169,18 @@ def _axesso_settings(settings: Settings, url: str, delay_s: float) -> Settings:
 def _axesso_backend(settings: Settings, cache_file: Path, *, reads: bool = True) -> SearchBackend:
     """An Axesso backend with its own, empty search cache (``reads=False``: never served from it)."""
     from tools.axesso import AxessoBackend
-    from tools.cache import DiskCache
+    from tools.registry import axesso_options
 
-    if not reads:
-        settings = settings.model_copy(update={"no_cache": True})
-    return AxessoBackend(settings, cache=DiskCache(cache_file, settings.cache_ttl_hours * 3600))
+    options = axesso_options(settings).model_copy(update={"cache_file": cache_file, "read_cache": reads})
+    return AxessoBackend(options)
 
 
 def _convert_in_a_child(settings: Settings, overrides: dict[str, Any], say: Say) -> None:
     """Convert the embedded model from GGUF once, in a child process: converting here would leave the
     dequantised copies in this process's peak RSS (and in the figure the bench reports for itself)."""
     from agent.bench.probes import load_seconds
-    from agent.config import EMBEDDED_MODEL
-    from agent.llm import EMBEDDED_CACHE_NAME
+    from agent.core.config import EMBEDDED_MODEL
+    from agent.models.paths import EMBEDDED_CACHE_NAME
 
     cached = settings.home_dir / "models" / EMBEDDED_CACHE_NAME / "model.safetensors"
     if settings.model == EMBEDDED_MODEL and not cached.is_file():
@@ -233,9 +233,9 @@ def _bandwidth_gb_s(megabytes: int) -> float:
 
 def _quality(options: BenchOptions, settings: Settings, items: list[NeedItem], llm: Any, say: Say) -> Quality:
     """hit@5 / precision@5 of the whazzat settings and of the reference settings on the same needs."""
-    from agent.chain import build_chain
-    from agent.config import get_settings
-    from finetune.eval import EvalItem, evaluate
+    from agent.core.config import get_settings
+    from agent.pipeline.chain import build_chain
+    from agent.pipeline.evaluation import EvalItem, evaluate
     from tools.links import LinksBackend
 
     if any(not item.products for item in items):
@@ -252,7 +252,7 @@ def _quality(options: BenchOptions, settings: Settings, items: list[NeedItem], l
         # holds every split, which would answer test needs with their own gold types).
         memory = None
         if run_settings.memory_mode != "model":
-            from finetune.ablation import eval_memory, memory_splits_for
+            from agent.pipeline.evaluation import eval_memory, memory_splits_for
 
             memory = eval_memory(run_settings, memory_splits_for(gold))
         chain = build_chain(run_settings, llm=run_llm, backend=LinksBackend(), memory=memory)
@@ -302,7 +302,7 @@ def _reference_latency(
     import torch
     import transformers
 
-    from agent.chain import build_chain
+    from agent.pipeline.chain import build_chain
     from tools.links import LinksBackend
 
     shares_model = all(getattr(settings, key) == getattr(reference, key) for key in MODEL_SETTINGS)
@@ -382,7 +382,7 @@ def _axesso_phase(
     import transformers
 
     from agent.bench.fake_axesso import FakeAxesso
-    from agent.chain import build_chain
+    from agent.pipeline.chain import build_chain
 
     with (
         tempfile.TemporaryDirectory(prefix="whazzat-bench-cache-") as scratch,
@@ -462,9 +462,9 @@ def run_bench(options: BenchOptions, say: Say = lambda message: None) -> BenchRe
     from agent.bench.baseline import BaselinePipeline
     from agent.bench.hardware import decode_figures, machine_info
     from agent.bench.probes import own_peak_rss_bytes
-    from agent.chain import build_chain
-    from agent.config import get_settings
-    from agent.llm import load_llm, resolve_model
+    from agent.core.config import get_settings
+    from agent.models.llm import load_llm, resolve_model
+    from agent.pipeline.chain import build_chain
     from tools.links import LinksBackend
 
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -11,7 +11,7 @@ Modules, one job each:
 - :mod:`agent.ui.session_state`: what one chat remembers.
 - :mod:`agent.ui.services`: the model, chains and backends shared by all chats (loaded once).
 - :mod:`agent.ui.auth`: optional password login.
-- :mod:`agent.ui.cli`: the ``whazzat ui`` and ``whazzat feedback export`` commands.
+- :mod:`agent.cli.ui`: the ``whazzat ui`` and ``whazzat feedback export`` commands.
 
 Importing this package loads nothing heavy; ``agent.ui.app`` and ``agent.ui.handlers`` import chainlit.
 """

@@ -12,8 +12,8 @@ import re
 from collections.abc import Sequence
 from urllib.parse import quote, urlsplit
 
-from agent.dedup import normalize_product
-from agent.schemas import Listing, Suggestion
+from agent.core.schemas import Listing, Suggestion
+from agent.pipeline.dedup import normalize_product
 
 #: Every ASCII punctuation character may be backslash-escaped in CommonMark; escaping all of them keeps
 #: text from starting lists, headings, emphasis, links, autolinks ("www.", "http:") or table cells.

@@ -1,7 +1,7 @@
 """The chat settings panel: paraphrases, backend, Amazon domain, budget and top K.
 
 :class:`ChatPreferences` validates what the panel sends (the browser can send anything), and turns it
-into the chain's :class:`~agent.config.Settings`. The defaults come from the server's settings, so
+into the chain's :class:`~agent.core.config.Settings`. The defaults come from the server's settings, so
 ``WHAZZAT_PARAPHRASES=2 whazzat ui`` starts every chat with two paraphrases.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agent.config import AMAZON_DOMAINS, BACKENDS, MAX_PARAPHRASES, Backend, Domain, Settings
-from agent.errors import WhazzatError
+from agent.core.config import AMAZON_DOMAINS, BACKENDS, MAX_PARAPHRASES, Backend, Domain, Settings
+from agent.core.errors import WhazzatError
 
 MAX_TOP_K = 30
 

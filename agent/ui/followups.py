@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from rapidfuzz import fuzz
 
-from agent.dedup import normalize_product
+from agent.pipeline.dedup import normalize_product
 
 #: How close "more X" must be to a shown product type (rapidfuzz token-sort ratio, 0-100).
 PRODUCT_MATCH = 85.0

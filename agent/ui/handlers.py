@@ -17,17 +17,23 @@ from typing import Any
 
 import chainlit as cl
 
-from agent.config import Settings
-from agent.errors import InputError, ModelLoadError, WhazzatError
-from agent.feedback import MAX_TRAINING_PRODUCTS, FeedbackRecord, Verdict, append_feedback, feedback_path
-from agent.schemas import Listing, Recommendation
+from agent.core.config import Settings
+from agent.core.errors import InputError, ModelLoadError, WhazzatError
+from agent.core.schemas import Listing, Recommendation
+from agent.pipeline.feedback import (
+    MAX_TRAINING_PRODUCTS,
+    FeedbackRecord,
+    Verdict,
+    append_feedback,
+    feedback_path,
+)
+from agent.pipeline.validation import validate_need
 from agent.ui.cards import escape_text, format_price, link, render_answer
 from agent.ui.chat_settings import ChatPreferences, SettingsError, check_backend, effective, widgets
 from agent.ui.followups import Cheaper, More, NewNeed, parse_followup
 from agent.ui.services import Services
 from agent.ui.session_state import ChatState, ShownAnswer, get_state, set_state
 from agent.ui.stage_steps import STEP_TITLES, run_chain_with_steps
-from agent.validation import validate_need
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +191,7 @@ async def answer_more(state: ChatState, intent: More, services: Services) -> Non
     """Fetch the next result page for one product type and show its new listings."""
     current = state.current
     assert current is not None
-    from agent.dedup import normalize_product
+    from agent.pipeline.dedup import normalize_product
     from tools.base import SearchQuery
 
     settings = _settings_for(state, services)
@@ -295,7 +301,7 @@ def _record(answer: ShownAnswer, services: Services, *, verdict: Verdict | None,
 
 def _remember(answer: ShownAnswer, services: Services) -> None:
     """A liked answer becomes a known need at once: the next chat that asks something close sees it."""
-    from agent.memory import MemoryRow, remember
+    from agent.pipeline.memory import MemoryRow, remember
 
     products = [s.product for s in answer.suggestions][:MAX_TRAINING_PRODUCTS]
     if not products:

@@ -1,6 +1,6 @@
 """What the UI needs from the rest of Whazzat, built once per server process and shared by every chat.
 
-The language model is the expensive part: it loads once (``agent.llm.load_llm`` caches it per model
+The language model is the expensive part: it loads once (``agent.models.llm.load_llm`` caches it per model
 settings) and every chain built here reuses it, whatever the chat's paraphrases, backend or domain.
 Chats share the model and the search backends, never their results (those live in each chat's session).
 
@@ -13,15 +13,16 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from agent.config import Settings, get_settings
+from agent.core.concurrency import Memo
+from agent.core.config import Settings, get_settings
 
 if TYPE_CHECKING:
-    from agent.memory import NeedMemory
     from langchain_core.language_models import BaseLanguageModel
     from langchain_core.runnables import Runnable
 
-    from agent.ranking import RelevanceFn
-    from agent.schemas import Listing, Recommendation, Suggestion
+    from agent.core.schemas import Listing, Recommendation, Suggestion
+    from agent.pipeline.memory import NeedMemory
+    from agent.pipeline.ranking import RelevanceFn
     from tools.base import SearchBackend
 
 BackendFactory = Callable[[Settings], "SearchBackend"]
@@ -48,9 +49,8 @@ class Services:
         self._backend_factory = backend_factory
         self._similarity = similarity
         self._relevance = relevance
-        self._chains: dict[str, Runnable[Any, Recommendation]] = {}
-        self._backends: dict[str, SearchBackend] = {}
-        self._cache_lock = threading.Lock()
+        self._chains: Memo[str, Runnable[Any, Recommendation]] = Memo()
+        self._backends: Memo[str, SearchBackend] = Memo()
         self.generation_lock = threading.Lock()
 
     @property
@@ -66,49 +66,37 @@ class Services:
 
     def chain(self, settings: Settings) -> Runnable[Any, Recommendation]:
         """The chain for ``settings``, built on first use (loading the model the first time). Blocking."""
-        key = settings.model_dump_json()
-        with self._cache_lock:
-            if key not in self._chains:
-                from agent.chain import build_chain
+        from agent.pipeline.chain import build_chain
 
-                self._chains[key] = build_chain(
-                    settings, llm=self._llm, backend=self._backend_unlocked(settings), similarity=self._similarity,
-                    memory=self.memory(settings),
-                )
-            return self._chains[key]
+        return self._chains.get(
+            settings.model_dump_json(),
+            lambda: build_chain(settings, llm=self._llm, backend=self.backend(settings), similarity=self._similarity,
+                                memory=self.memory(settings)),
+        )
 
     def memory(self, settings: Settings) -> NeedMemory | None:
         """The need memory every chat shares (None when the model answers alone). Blocking on first use."""
         if settings.memory_mode == "model":
             return None
         if self._memory is None:
-            from agent.memory import default_memory
+            from agent.pipeline.memory import default_memory
 
             self._memory = default_memory(settings)
         return self._memory
 
     def backend(self, settings: Settings) -> SearchBackend:
         """The search backend for ``settings`` (shared, so its cache and call budget are shared too)."""
-        with self._cache_lock:
-            return self._backend_unlocked(settings)
+        from tools.registry import make_backend
 
-    def _backend_unlocked(self, settings: Settings) -> SearchBackend:
         key = settings.model_dump_json(include={"backend", "domain", "catalog", "axesso_url", "home",
                                                 "include_sponsored", "no_cache"})
-        if key not in self._backends:
-            if self._backend_factory is not None:
-                self._backends[key] = self._backend_factory(settings)
-            else:
-                from tools.registry import make_backend
-
-                self._backends[key] = make_backend(settings)
-        return self._backends[key]
+        return self._backends.get(key, lambda: (self._backend_factory or make_backend)(settings))
 
     def rank(
         self, listings: list[Listing], suggestions: list[Suggestion], *, settings: Settings, budget: float | None
     ) -> list[Listing]:
         """Rank ``listings`` as the chain does, with another budget (follow-ups). Blocking (MiniLM)."""
-        from agent.ranking import rank_listings
+        from agent.pipeline.ranking import rank_listings
 
         return rank_listings(listings, suggestions, budget=budget, top_k=settings.top_k,
                              include_sponsored=settings.include_sponsored, relevance=self._relevance)

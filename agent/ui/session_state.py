@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agent.feedback import Verdict
-from agent.schemas import Listing, Suggestion
+from agent.core.schemas import Listing, Suggestion
+from agent.pipeline.feedback import Verdict
 from agent.ui.chat_settings import ChatPreferences
 
 STATE_KEY = "whazzat_state"

@@ -19,8 +19,9 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
-from agent.config import Settings
-from agent.schemas import Listing, Neighbour, Recommendation, Suggestion
+from agent.core.config import Settings
+from agent.core.schemas import Listing, Neighbour, Recommendation, Suggestion
+from agent.pipeline.state import STAGES, ChainState
 from agent.ui.cards import escape_text, format_price
 from agent.ui.services import Services
 
@@ -37,7 +38,8 @@ STEP_TITLES: dict[str, str] = {
     "search": "Search",
     "rank": "Rank",
 }
-CHAIN_STAGES = ("rewrite", "retrieve", "suggest", "fuse", "search", "rank")
+#: The chain's stages shown as steps (validation is instant and has nothing to show).
+SHOWN_STAGES: tuple[str, ...] = tuple(stage for stage in STAGES if stage != "validate")
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,11 @@ class StageEvent:
 
 def snapshot(stage: str, kind: str, state: Any) -> dict[str, Any]:
     """Copy the parts of the chain's state that the step for ``stage`` shows."""
-    if not isinstance(state, dict):
+    if not isinstance(state, ChainState):
         return {}
     if kind == "start":
         if stage == "search":
-            return {"products": [s["product"] for s in state.get("suggestions", [])]}
+            return {"products": [s.product for s in state.suggestions]}
         return {}
     keys = {
         "rewrite": ("need", "paraphrases", "warnings"),
@@ -65,7 +67,7 @@ def snapshot(stage: str, kind: str, state: Any) -> dict[str, Any]:
         "search": ("listings", "warnings"),
         "rank": ("listings",),
     }.get(stage, ())
-    return {key: copy.deepcopy(state.get(key)) for key in keys}
+    return {key: copy.deepcopy(getattr(state, key)) for key in keys}
 
 
 class StageProgress(BaseCallbackHandler):
@@ -79,7 +81,7 @@ class StageProgress(BaseCallbackHandler):
 
     def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         name = kwargs.get("name")
-        if name in CHAIN_STAGES:
+        if name in SHOWN_STAGES:
             self._stages[run_id] = name
             self._emit(StageEvent(name, "start", snapshot(name, "start", inputs)))
 
@@ -135,7 +137,7 @@ def describe(event: StageEvent, settings: Settings) -> str:
             return "No usable rewrite; I will use your words alone." if settings.paraphrases else "Rewrites are off."
         return "Also asking as:\n" + _bullets([escape_text(p, 120) for p in paraphrases])
     if stage == "retrieve":
-        neighbours = [Neighbour.model_validate(n) if isinstance(n, dict) else n for n in data.get("neighbours") or []]
+        neighbours: list[Neighbour] = data.get("neighbours") or []
         if not neighbours:
             return "No similar need in memory."
         return "Similar needs I know:\n" + _bullets(
@@ -152,7 +154,7 @@ def describe(event: StageEvent, settings: Settings) -> str:
             lines.append(f"*{escape_text(text, 80)}* → {answer}")
         return _bullets(lines)
     if stage == "fuse":
-        suggestions = [Suggestion.model_validate(s) for s in data.get("suggestions") or []]
+        suggestions: list[Suggestion] = data.get("suggestions") or []
         asked = 1 + len(data.get("paraphrases") or [])
         if not suggestions:
             return "No product type to search for."
@@ -180,18 +182,17 @@ def _describe_search_start(products: list[str], settings: Settings) -> str:
 def _describe_search_end(data: dict[str, Any], settings: Settings) -> str:
     counts: dict[str, int] = {}
     for listing in data.get("listings") or []:
-        counts[listing["product"]] = counts.get(listing["product"], 0) + 1
+        counts[listing.product] = counts.get(listing.product, 0) + 1
     lines = [f"✓ {escape_text(product, 60)}: {n} result{'s' if n != 1 else ''}" for product, n in counts.items()]
     notes = [f"⚠️ {escape_text(w, 200)}" for w in data.get("warnings") or []]
     return f"Searched {settings.backend} on amazon.{settings.domain}:\n" + _bullets(lines + notes)
 
 
-def _describe_rank(listings: list[dict[str, Any]], settings: Settings) -> str:
+def _describe_rank(listings: list[Listing], settings: Settings) -> str:
     if not listings:
         return "Nothing to rank (no listing within the budget)."
     lines = []
-    for raw in listings:
-        listing = Listing.model_validate(raw)
+    for listing in listings:
         parts = ", ".join(f"{name} {value:.2f}" for name, value in listing.score_parts.items())
         price = format_price(listing.price, settings.domain)
         lines.append(f"{escape_text(listing.title, 60)}{' · ' + price if price else ''}: "
@@ -226,7 +227,7 @@ class StepView:
             await step.send()
             return
         if event.stage == "search" and event.kind == "end":
-            self.found = [Listing.model_validate(raw) for raw in event.data.get("listings") or []]
+            self.found = list(event.data.get("listings") or [])
         step = self._open.pop(event.stage, None)
         if step is None:
             return

@@ -1,6 +1,6 @@
 """Build the dataset: seed + hand-written sources -> ``finetune/data/{train,val,test,seed_test}.jsonl``.
 
-    python -m finetune.data.build [--seed-dir ../shared/data/seed] [--out-dir finetune/data]
+    whazzat data build [--seed-dir ../shared/data/seed] [--out-dir finetune/data]
 
 Steps (each explained in finetune/data/README.md):
 
@@ -26,19 +26,27 @@ Deterministic: same sources, same output.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
+import typer
 from pydantic import ValidationError
 
+from agent.cli.common import fail
 from finetune.data.clean import clean_need, clean_product, dedup_keep_order
 from finetune.data.schema import MAX_PARAPHRASES, MAX_PRODUCTS, NeedRecord
-from finetune.data.seed import DEFAULT_SEED_DIR, SEED_JSONL, build_seed_records, check_seed_dir, write_jsonl
+from finetune.data.seed import (
+    DEFAULT_SEED_DIR,
+    SEED_JSONL,
+    SeedDirOption,
+    build_seed_records,
+    check_seed_dir,
+    write_jsonl,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -157,7 +165,7 @@ def infer_seed_areas(candidates: list[Candidate], need_vectors: np.ndarray) -> N
 
 def near_duplicate_groups(candidates: list[Candidate], need_vectors: np.ndarray) -> list[list[int]]:
     """Indices of candidates, grouped by links "need within cosine 0.9 of the other's need or paraphrase"."""
-    from agent.embeddings import embed
+    from agent.core.embeddings import embed
 
     owner = [i for i, c in enumerate(candidates) for _ in c.record.paraphrases]
     para_vectors = embed([p for c in candidates for p in c.record.paraphrases])
@@ -275,7 +283,7 @@ def build(
 ) -> tuple[dict[str, list[NeedRecord]], Counter[str], list[str]]:
     """Build and write every split; returns the splits, the counts and the problems found in sources.
     Needs already in ``out_dir``'s splits keep their split unless ``fresh``."""
-    from agent.embeddings import embed
+    from agent.core.embeddings import embed
 
     previous = {} if fresh else read_previous_splits(out_dir)
     stats: Counter[str] = Counter()
@@ -338,17 +346,41 @@ def print_report(splits: dict[str, list[NeedRecord]], stats: Counter[str], probl
         console.print(f"... and {len(problems) - 20} more dropped lines")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seed-dir", type=Path, default=DEFAULT_SEED_DIR, help="the original data folder")
-    parser.add_argument("--sources-dir", type=Path, default=SOURCES_DIR)
-    parser.add_argument("--out-dir", type=Path, default=DATA_DIR)
-    parser.add_argument(
-        "--fresh", action="store_true", help="ignore the committed splits (test needs may move into train)"
-    )
-    args = parser.parse_args(argv)
-    splits, stats, problems = build(args.seed_dir, args.sources_dir, args.out_dir, fresh=args.fresh)
+def build_command(
+    seed_dir: SeedDirOption = DEFAULT_SEED_DIR,
+    sources_dir: Annotated[
+        Path, typer.Option("--sources-dir", help="Hand-written records, one <area>.jsonl per area.")
+    ] = SOURCES_DIR,
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where the splits are written.")] = DATA_DIR,
+    fresh: Annotated[
+        bool,
+        typer.Option("--fresh", help="Ignore the committed splits (test needs may move into train)."),
+    ] = False,
+) -> None:
+    """Build the dataset: seed + hand-written sources -> train, val, test and seed_test JSONL.
+
+    Without --seed-dir's raw files the committed seed.jsonl is used. Deterministic: same sources, same
+    output; needs already in a committed split stay there unless --fresh.
+
+    \b
+    Examples:
+      whazzat data build
+      whazzat data build --fresh
+    """
+    if not sources_dir.is_dir():
+        fail(f"--sources-dir: no such directory {sources_dir}")
+    try:
+        splits, stats, problems = build(seed_dir, sources_dir, out_dir, fresh=fresh)
+    except FileNotFoundError as error:
+        fail(str(error))
     print_report(splits, stats, problems)
+
+
+def main() -> None:
+    """``python -m finetune.data.build``: the same command as ``whazzat data build``."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(build_command)
+    app()
 
 
 if __name__ == "__main__":

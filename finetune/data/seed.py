@@ -1,6 +1,6 @@
 """Clean and import the original Whazzat data (a 2023 course project) into ``finetune/data/seed.jsonl``.
 
-    python -m finetune.data.seed [--seed-dir ../shared/data/seed]
+    whazzat data seed [--seed-dir ../shared/data/seed]
 
 The raw files and their bugs (see finetune/data/README.md):
 
@@ -20,15 +20,17 @@ e.g. "grill tool set" / "grilling tool set") folded, at most 6.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
+import typer
+
+from agent.cli.common import fail
 from finetune.data.clean import clean_need, clean_product, dedup_keep_order, letters_key, normalize_quotes
 
 if TYPE_CHECKING:
@@ -159,7 +161,7 @@ def fold_near_duplicates(
 
 def build_seed_records(seed_dir: Path) -> tuple[list[dict], dict[str, int]]:
     """Cleaned seed records ``{"need", "products", "split"}`` and the cleaning counts."""
-    from agent.embeddings import embed
+    from agent.core.embeddings import embed
 
     seed_needs, stats = load_seed_needs(seed_dir)
     merged = [merge_answers(seed_need) for seed_need in seed_needs]
@@ -186,24 +188,46 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> None:
 
 
 def check_seed_dir(seed_dir: Path) -> None:
-    """Fail with a message that says what to pass when the raw files are missing."""
+    """Raise ``FileNotFoundError`` with a message that says what to pass when the raw files are missing."""
     missing = [
         n for n in ("dataset.txt", "hf_split_train.txt", "hf_split_test.txt") if not (seed_dir / n).is_file()
     ]
     if missing:
-        raise SystemExit(f"seed data not found in {seed_dir} (missing {', '.join(missing)}); pass --seed-dir")
+        raise FileNotFoundError(
+            f"seed data not found in {seed_dir} (missing {', '.join(missing)}); pass --seed-dir"
+        )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seed-dir", type=Path, default=DEFAULT_SEED_DIR, help="the original data folder")
-    parser.add_argument("--out", type=Path, default=SEED_JSONL)
-    args = parser.parse_args(argv)
-    check_seed_dir(args.seed_dir)
-    records, stats = build_seed_records(args.seed_dir)
-    write_jsonl(args.out, records)
+SeedDirOption = Annotated[
+    Path, typer.Option("--seed-dir", help="The original data folder (dataset.txt, hf_split_*.txt).")
+]
+
+
+def seed(
+    seed_dir: SeedDirOption = DEFAULT_SEED_DIR,
+    out: Annotated[Path, typer.Option("--out", help="Where the cleaned seed records go.")] = SEED_JSONL,
+) -> None:
+    """Clean and import the original Whazzat data (a 2023 course project) into a seed JSONL.
+
+    \b
+    Example:
+      whazzat data seed --seed-dir ../shared/data/seed
+    """
+    try:
+        check_seed_dir(seed_dir)
+    except FileNotFoundError as error:
+        fail(str(error))
+    records, stats = build_seed_records(seed_dir)
+    write_jsonl(out, records)
     print(json.dumps(stats, indent=1))
-    print(f"wrote {len(records)} seed records to {args.out}")
+    print(f"wrote {len(records)} seed records to {out}")
+
+
+def main() -> None:
+    """``python -m finetune.data.seed``: the same command as ``whazzat data seed``."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(seed)
+    app()
 
 
 if __name__ == "__main__":

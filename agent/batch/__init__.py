@@ -1,0 +1,1 @@
+"""Many needs through one chain (``whazzat batch``): input rows, the run, records out, progress."""
