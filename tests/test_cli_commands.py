@@ -56,41 +56,6 @@ def test_tune_fusion_refuses_the_test_split() -> None:
     one_line_error(runner.invoke(app, ["tune-fusion", str(test_split), "--sample", "2"]), "never on test")
 
 
-def test_card_eval_writes_one_row_per_saved_result(tmp_path: Path) -> None:
-    import numpy as np
-
-    from agent.core.schemas import Recommendation, Suggestion
-    from agent.pipeline.evaluation import EvalItem, evaluate
-    from finetune.model_card import EVAL_END, EVAL_START
-
-    def predict(needs: list[str]) -> list[Recommendation]:  # "wok" for every need
-        return [Recommendation(need=need, suggestions=[Suggestion(product="wok", votes=1)]) for need in needs]
-
-    def embed(texts: list[str]) -> np.ndarray:  # equal texts match, nothing else does
-        vocabulary = sorted(set(texts))
-        return np.eye(len(vocabulary))[[vocabulary.index(text) for text in texts]]
-
-    items = [EvalItem(need="need a", products=["wok", "rice cooker"]), EvalItem(need="need b", products=["pan"])]
-    saved = []
-    for paraphrases, quantize in ((0, "int8-dynamic"), (4, "none")):
-        result = evaluate(items, predict, batch_size=2, embed=embed, data="gold.jsonl",
-                          settings={"paraphrases": paraphrases, "quantize": quantize, "fewshot_k": 0})
-        saved.append(tmp_path / f"p{paraphrases}.json")
-        saved[-1].write_text(result.model_dump_json(), encoding="utf-8")
-    card = tmp_path / "README.md"
-    card.write_text(f"# card\n{EVAL_START}\nold figures\n{EVAL_END}\n## Use\n", encoding="utf-8")
-
-    result = runner.invoke(app, ["card-eval", str(tmp_path), *map(str, saved), "--note", "Saw 2 epochs."])
-    assert result.exit_code == 0, result.output
-    assert result.stdout == f"wrote 2 rows into {card}\n"
-    text = card.read_text(encoding="utf-8")
-    assert "old figures" not in text and text.endswith("## Use\n") and "Saw 2 epochs." in text
-    assert [line.split(" | ")[1:4] for line in text.splitlines() if line.startswith("| `gold.jsonl`")] == [
-        ["model", "0", "int8 dynamic"],
-        ["model", "4", "fp32"],
-    ]
-
-
 def test_card_eval_rejects_a_file_that_is_no_eval_result(tmp_path: Path) -> None:
     bad = tmp_path / "bench.json"
     bad.write_text('{"schema_version": 2}', encoding="utf-8")

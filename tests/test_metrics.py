@@ -239,6 +239,7 @@ def test_saved_eval_results_become_the_model_cards_table(tmp_path: Path) -> None
     card.write_text(f"# card\n{EVAL_START}\nold figures\n{EVAL_END}\n## Use\n", encoding="utf-8")
     done = CliRunner().invoke(app, ["card-eval", str(tmp_path), *map(str, saved), "--note", "Saw 2 epochs."])
     assert done.exit_code == 0, done.output
+    assert done.stdout == f"wrote 2 rows into {card}\n"
     text = card.read_text(encoding="utf-8")
     assert "old figures" not in text and text.endswith("## Use\n")
     rows = [line for line in text.splitlines() if line.startswith("| `gold.jsonl`")]
