@@ -37,6 +37,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+#: The entry point group through which other packages add commands (finetune adds its own this way).
+PLUGIN_GROUP = "whazzat.commands"
+
 NeedArgument = Annotated[str, typer.Argument(help="What you need, in your own words, e.g. 'my back hurts'.")]
 
 
@@ -164,5 +167,4 @@ def _register_plugins() -> None:
             print(f"whazzat: the {entry.name!r} commands could not be loaded: {error}", file=sys.stderr)
 
 
-PLUGIN_GROUP = "whazzat.commands"
 _register_plugins()

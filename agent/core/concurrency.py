@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
@@ -36,9 +36,6 @@ class Memo(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._values)
-
-    def __iter__(self) -> Iterator[K]:
-        return iter(list(self._values))
 
 
 def map_in_threads(function: Callable[[T], R], items: Sequence[T], max_workers: int) -> list[R]:
