@@ -87,7 +87,9 @@ def ask(
         Path | None, typer.Option(help="Product feed (JSONL or CSV) for --backend catalog.")
     ] = None,
     no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Fetch fresh Axesso results instead of cached ones (24 h).")
+        bool,
+        typer.Option("--no-cache", help="Ask the model and Axesso afresh instead of reading cached answers "
+                     "(model answers: 30 days, keyed by model and adapter; searches: 24 h)."),
     ] = False,
     model: ModelOption = None,
     adapter: AdapterOption = None,

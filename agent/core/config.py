@@ -172,7 +172,14 @@ class Settings(BaseSettings):
 
     # --- search cache and HTTP (Axesso) ----------------------------------------------------------------
     no_cache: bool = Field(
-        default=False, description="Ignore cached search results (fresh results still refresh the cache)."
+        default=False,
+        description="Ignore cached search results and model answers (fresh ones still refresh the caches).",
+    )
+    answer_cache_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long the model's answers stay on disk (keyed by model and adapter hash), so a need "
+        "asked again skips the model; 0 turns the answer cache off.",
     )
     cache_ttl_hours: float = Field(default=24.0, ge=0, description="How long a cached search stays fresh.")
     # As many as the product types kept (max_products), so a need waits for one API round trip, not two.

@@ -35,6 +35,7 @@ from agent.pipeline.validation import validate_need
 from tools.base import SearchBackend, SearchQuery
 
 if TYPE_CHECKING:
+    from agent.pipeline.answer_cache import AnswerCache
     from agent.pipeline.fusion import Relevance
     from agent.pipeline.memory import NeedMemory
 
@@ -105,8 +106,10 @@ class WhazzatChain:
         similarity: Callable[[Sequence[str]], list[list[float]]] | None = None,
         memory: NeedMemory | None = None,
         relevance: Relevance | None = None,
+        answer_cache: AnswerCache | None = None,
     ) -> None:
         self.settings = settings
+        self.answer_cache = answer_cache
         self.llm = llm
         self.backend = backend
         self.similarity = similarity
@@ -156,14 +159,21 @@ class WhazzatChain:
 
                 set_seed(self.settings.seed)
         bound = self.llm.bind(pipeline_kwargs=pipeline_kwargs)
-        # Prompts of similar length share a batch: a batch is padded to its longest prompt, so one grounded
-        # prompt among plain ones would make the whole batch pay for its length.
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        answers = bound.batch([prompts[i] for i in order], [configs[i] for i in order])
-        result = [""] * len(prompts)
-        for position, index in enumerate(order):
-            result[index] = str(getattr(answers[position], "content", answers[position]))
-        return result
+
+        def call_model(asked: list[int]) -> list[str]:
+            """The model's answers to the prompts at positions ``asked``, in one batched call."""
+            # Prompts of similar length share a batch: a batch is padded to its longest prompt, so one
+            # grounded prompt among plain ones would make the whole batch pay for its length.
+            order = sorted(asked, key=lambda i: len(prompts[i]))
+            answers = bound.batch([prompts[i] for i in order], [configs[i] for i in order])
+            by_index = dict(zip(order, answers, strict=True))
+            return [str(getattr(by_index[index], "content", by_index[index])) for index in asked]
+
+        if self.answer_cache is None:
+            return call_model(list(range(len(prompts))))
+        # The seed shapes sampled answers, so it is part of what they are stored under.
+        shaping = {**pipeline_kwargs, "seed": self.settings.seed} if sampling else pipeline_kwargs
+        return self.answer_cache.generate(prompts, shaping, call_model)
 
     def _rewrite(self, states: list[ChainState], configs: list[RunnableConfig]) -> list[ChainState]:
         n = self.settings.paraphrases
@@ -347,6 +357,7 @@ def build_chain(
     similarity: Callable[[Sequence[str]], list[list[float]]] | None = None,
     memory: NeedMemory | None = None,
     relevance: Relevance | None = None,
+    answer_cache: AnswerCache | None = None,
     **overrides: Any,
 ) -> Runnable[Any, Recommendation]:
     """The Whazzat chain. Settings come from the environment, then ``settings``, then ``overrides``
@@ -354,7 +365,10 @@ def build_chain(
     search backend (tests pass fakes); ``backend`` may also be a backend's name ("links", "axesso",
     "catalog"), like any other setting. ``memory`` replaces the need memory (by default the shipped
     dataset plus the user's rows, built once per process; none with ``memory_mode="model"``), and
-    ``relevance`` the MiniLM cosine of the fusion. By default the model loads once per process."""
+    ``relevance`` the MiniLM cosine of the fusion. By default the model loads once per process.
+
+    The model's answers are cached on disk (``answer_cache_days``) when the chain loads its own model, whose
+    fingerprint names them; a chain given ``llm`` caches only through an explicit ``answer_cache``."""
     if isinstance(backend, str):
         overrides["backend"], backend = backend, None
     _check_setting_names(overrides)
@@ -365,9 +379,12 @@ def build_chain(
     else:
         settings = get_settings(**overrides)
     if llm is None:
+        from agent.models.fingerprint import model_fingerprint
         from agent.models.llm import load_llm
+        from agent.pipeline.answer_cache import AnswerCache
 
         llm = load_llm(settings)
+        answer_cache = answer_cache or AnswerCache.for_settings(settings, model_fingerprint(settings))
     if backend is None:
         from tools.registry import make_backend
 
@@ -376,7 +393,7 @@ def build_chain(
         from agent.pipeline.memory import default_memory
 
         memory = default_memory(settings)
-    return WhazzatChain(settings, llm, backend, similarity, memory, relevance).runnable()
+    return WhazzatChain(settings, llm, backend, similarity, memory, relevance, answer_cache).runnable()
 
 
 #: One default chain (and one loaded model) per distinct set of settings, for :func:`recommend`.
