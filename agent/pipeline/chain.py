@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.language_models import BaseLanguageModel
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
-from agent.core.concurrency import Memo
+from agent.core.concurrency import BatchingWorker, Memo
 from agent.core.config import Settings, get_settings
 from agent.core.schemas import Neighbour, Recommendation
 from agent.pipeline.dedup import merge_suggestions
@@ -107,9 +107,11 @@ class WhazzatChain:
         memory: NeedMemory | None = None,
         relevance: Relevance | None = None,
         answer_cache: AnswerCache | None = None,
+        generation_worker: BatchingWorker | None = None,
     ) -> None:
         self.settings = settings
         self.answer_cache = answer_cache
+        self.generation_worker = generation_worker
         self.llm = llm
         self.backend = backend
         self.similarity = similarity
@@ -151,23 +153,30 @@ class WhazzatChain:
         """One batched call of the model; greedy unless ``sampling`` gives sampling parameters."""
         if not prompts:
             return []
-        pipeline_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens}
-        if sampling:
-            pipeline_kwargs.update(sampling)
-            if self.tokenizer is not None:  # a local transformers model: make the sample repeatable
+        pipeline_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, **(sampling or {})}
+        bound = self.llm.bind(pipeline_kwargs=pipeline_kwargs)
+
+        def run_model(asked: list[tuple[str, RunnableConfig]]) -> list[str]:
+            """One batched call of the model on (prompt, config) pairs."""
+            if sampling and self.tokenizer is not None:  # a local transformers model: make the sample repeatable
                 from transformers import set_seed
 
                 set_seed(self.settings.seed)
-        bound = self.llm.bind(pipeline_kwargs=pipeline_kwargs)
-
-        def call_model(asked: list[int]) -> list[str]:
-            """The model's answers to the prompts at positions ``asked``, in one batched call."""
             # Prompts of similar length share a batch: a batch is padded to its longest prompt, so one
             # grounded prompt among plain ones would make the whole batch pay for its length.
-            order = sorted(asked, key=lambda i: len(prompts[i]))
-            answers = bound.batch([prompts[i] for i in order], [configs[i] for i in order])
+            order = sorted(range(len(asked)), key=lambda i: len(asked[i][0]))
+            answers = bound.batch([asked[i][0] for i in order], [asked[i][1] for i in order])
             by_index = dict(zip(order, answers, strict=True))
-            return [str(getattr(by_index[index], "content", by_index[index])) for index in asked]
+            return [str(getattr(by_index[i], "content", by_index[i])) for i in range(len(asked))]
+
+        def call_model(positions: list[int]) -> list[str]:
+            """The model's answers to the prompts at ``positions``: through the shared generation worker
+            when there is one (merged with other chats' waiting prompts of the same kind), else directly."""
+            asked = [(prompts[i], configs[i]) for i in positions]
+            if self.generation_worker is None:
+                return run_model(asked)
+            kind = (id(self.llm), repr(sorted(pipeline_kwargs.items())), self.settings.seed if sampling else None)
+            return self.generation_worker.run(kind, asked, run_model)
 
         if self.answer_cache is None:
             return call_model(list(range(len(prompts))))
@@ -358,6 +367,7 @@ def build_chain(
     memory: NeedMemory | None = None,
     relevance: Relevance | None = None,
     answer_cache: AnswerCache | None = None,
+    generation_worker: BatchingWorker | None = None,
     **overrides: Any,
 ) -> Runnable[Any, Recommendation]:
     """The Whazzat chain. Settings come from the environment, then ``settings``, then ``overrides``
@@ -368,7 +378,9 @@ def build_chain(
     ``relevance`` the MiniLM cosine of the fusion. By default the model loads once per process.
 
     The model's answers are cached on disk (``answer_cache_days``) when the chain loads its own model, whose
-    fingerprint names them; a chain given ``llm`` caches only through an explicit ``answer_cache``."""
+    fingerprint names them; a chain given ``llm`` caches only through an explicit ``answer_cache``.
+    ``generation_worker`` runs the model calls of every chain that shares it on one thread, merging the
+    calls that wait together (the UI's concurrent chats); without one the chain calls the model itself."""
     if isinstance(backend, str):
         overrides["backend"], backend = backend, None
     _check_setting_names(overrides)
@@ -393,7 +405,8 @@ def build_chain(
         from agent.pipeline.memory import default_memory
 
         memory = default_memory(settings)
-    return WhazzatChain(settings, llm, backend, similarity, memory, relevance, answer_cache).runnable()
+    return WhazzatChain(settings, llm, backend, similarity, memory, relevance, answer_cache,
+                        generation_worker).runnable()
 
 
 #: One default chain (and one loaded model) per distinct set of settings, for :func:`recommend`.

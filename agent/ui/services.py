@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from agent.core.concurrency import Memo
+from agent.core.concurrency import BatchingWorker, Memo
 from agent.core.config import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -30,8 +30,10 @@ Similarity = Callable[[Sequence[str]], list[list[float]]]
 
 
 class Services:
-    """Caches chains and backends by settings; serialises generation (one answer at a time on the CPU,
-    and Hugging Face pipelines are not meant to be called from several threads at once)."""
+    """Caches chains and backends by settings, and owns the one generation worker every chat's chain
+    calls the model through: Hugging Face pipelines are not meant to be called from several threads at
+    once, and a chat that asks while another's prompts are decoding joins the next batched call with the
+    other waiting chats rather than queueing behind each of them."""
 
     def __init__(
         self,
@@ -51,7 +53,7 @@ class Services:
         self._relevance = relevance
         self._chains: Memo[str, Runnable[Any, Recommendation]] = Memo()
         self._backends: Memo[str, SearchBackend] = Memo()
-        self.generation_lock = threading.Lock()
+        self.generation_worker = BatchingWorker("whazzat-generation")
 
     @property
     def settings(self) -> Settings:
@@ -71,7 +73,7 @@ class Services:
         return self._chains.get(
             settings.model_dump_json(),
             lambda: build_chain(settings, llm=self._llm, backend=self.backend(settings), similarity=self._similarity,
-                                memory=self.memory(settings)),
+                                memory=self.memory(settings), generation_worker=self.generation_worker),
         )
 
     def memory(self, settings: Settings) -> NeedMemory | None:

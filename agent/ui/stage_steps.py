@@ -258,15 +258,8 @@ async def run_chain_with_steps(
                 emit(StageEvent("load", "start"))
                 services.chain(settings)
                 emit(StageEvent("load", "end"))
-            chain = services.chain(settings)
-            if not services.generation_lock.acquire(blocking=False):
-                emit(StageEvent("queue", "start"))
-                services.generation_lock.acquire()
-                emit(StageEvent("queue", "end"))
-            try:
-                return chain.invoke(need, {"callbacks": [StageProgress(emit)]})
-            finally:
-                services.generation_lock.release()
+            # Chats run side by side; their model calls meet in the services' generation worker.
+            return services.chain(settings).invoke(need, {"callbacks": [StageProgress(emit)]})
         finally:
             emit(None)  # no more events
 
