@@ -447,6 +447,315 @@ async def test_the_app_module_wires_every_chainlit_event() -> None:
     assert len(handlers.starters()) == 3
 
 
+# --- early answers ------------------------------------------------------------------------------------------
+class GatedShop(FakeShop):
+    """FakeShop whose searches wait until the test opens the gate (a slow or hanging marketplace)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.released: list[bool] = []
+
+    def search(self, query: SearchQuery) -> SearchOutcome:
+        self.released.append(self.gate.wait(timeout=30))
+        return super().search(query)
+
+
+async def until(condition: Any, timeout: float = 30) -> None:
+    """Let the event loop run until ``condition()`` holds (the timeout only stops a hang)."""
+
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+def open_steps(emitter: RecordingEmitter) -> list[str]:
+    """Names of the steps sent and never ended: a spinner still turning in the browser."""
+    ended = {step["id"] for step in emitter.updated if step.get("end")}
+    return [step["name"] for step in emitter.sent if step.get("type") == "tool" and step["id"] not in ended]
+
+
+async def test_product_types_are_shown_before_a_slow_search_returns() -> None:
+    shop = GatedShop()
+    chat, services = Chat(), make_services(shop)
+    answering = asyncio.create_task(handlers.handle_message(NEED, services))
+    try:
+        await until(lambda: any(m.startswith("Product types:") for m in chat.emitter.messages()))
+        assert not shop.gate.is_set() and not shop.released  # the search has not returned
+        [early] = [m for m in chat.emitter.messages() if m.startswith("Product types:")]
+        assert "garden trowel" in early and "hand rake" in early
+        assert {"Rewrite", "Suggest", "Merge"} <= set(chat.emitter.finished_steps())  # filled in as they end
+        assert "Search" not in chat.emitter.finished_steps() and "Rank" not in chat.emitter.steps()
+        assert get_state() is not None and get_state().current is None  # no answer yet
+    finally:
+        shop.gate.set()
+    await asyncio.wait_for(answering, 30)
+
+    messages = chat.emitter.messages()
+    early_at = next(i for i, m in enumerate(messages) if m.startswith("Product types:"))
+    assert early_at < len(messages) - 1 and "garden-trowel-1-1" in messages[-1]  # the cards follow it
+    assert shop.released and all(shop.released)
+    assert open_steps(chat.emitter) == []
+
+
+async def test_the_similar_needs_step_shows_known_needs_and_their_product_types(
+    shop: FakeShop, isolated_home: Path
+) -> None:
+    from agent.pipeline.memory import MemoryRow, build_memory, remember
+    from tests.fakes import WordEmbeddings
+
+    chat = Chat()
+    memory = build_memory(isolated_home, splits=(), embeddings=WordEmbeddings())
+    remember(isolated_home, [MemoryRow(need="dig food out of my garden", products=["potato fork", "garden spade"])],
+             memory)
+    services = make_services(shop, memory_mode="fused")
+    services._memory = memory
+    await handlers.handle_message(NEED, services)
+
+    neighbours = chat.emitter.finished_steps()["Similar needs"]["output"]
+    assert "Similar needs I know" in neighbours
+    assert "dig food out of my garden" in neighbours and "potato fork, garden spade" in neighbours
+    assert chat.emitter.steps().index("Similar needs") < chat.emitter.steps().index("Search")
+
+
+# --- several chats at once -------------------------------------------------------------------------------------
+async def test_concurrent_chats_each_get_only_their_own_answers(shop: FakeShop) -> None:
+    needs = {
+        NEED: ["garden trowel", "hand rake"],
+        "a quiet fan for my desk": ["desk fan", "clip fan"],
+        "first camping trip": ["camping tent", "sleeping bag"],
+    }
+    everyone_asked = threading.Event()
+
+    class WaitingForEveryone(FakeWhazzatLLM):
+        """Answers nothing until every chat has asked: the three answers are in the works together."""
+
+        def _call(self, prompt: str, *args: Any, **kwargs: Any) -> str:
+            everyone_asked.wait(timeout=30)
+            return super()._call(prompt, *args, **kwargs)
+
+    llm = WaitingForEveryone(prompts=[], rewrites={}, products={n: ", ".join(p) for n, p in needs.items()})
+    services = make_services(shop, llm=llm)
+    chats: dict[str, Chat] = {}
+    answering = []
+    for need in needs:
+        chats[need] = Chat()  # each task copies the context current when it is created: its own session
+        answering.append(asyncio.create_task(handlers.handle_message(need, services)))
+    try:
+        await until(lambda: all(any(m.startswith("Working on") for m in c.emitter.messages())
+                                for c in chats.values()))
+    finally:
+        everyone_asked.set()
+    await asyncio.wait_for(asyncio.gather(*answering), 60)
+
+    for need, chat in chats.items():
+        chat.use()
+        state = get_state()
+        assert state is not None and state.current is not None and state.current.need == need
+        assert {s.product for s in state.current.suggestions} == set(needs[need])
+        assert {listing.product for listing in state.found} == set(needs[need])
+        [early] = [m for m in chat.emitter.messages() if m.startswith("Product types:")]
+        assert set(early.removeprefix("Product types: ").split(", ")) == set(needs[need])
+        shown = "\n".join(chat.emitter.messages() + [str(step.get("output")) for step in chat.emitter.updated])
+        others = [p for other, products in needs.items() if other != need for p in products]
+        assert not any(product in shown for product in others), need
+        assert all(a["payload"] == {"answer_id": state.current.id} for a in chat.emitter.actions)
+        assert not any(handlers.STILL_WORKING in m for m in chat.emitter.messages())
+
+
+# --- a server that survives its users ----------------------------------------------------------------------------
+async def test_a_need_over_the_length_limit_is_refused_politely_with_the_limit() -> None:
+    from agent.core.config import MAX_NEED_CHARS
+
+    llm = FakeWhazzatLLM(prompts=[])
+    chat, services = Chat(), make_services(llm=llm)
+    for text in ("dig " * 200, "more " + "x" * 30_000):  # over the limit; far over it, shaped like a follow-up
+        await handlers.handle_message(text, services)
+        message = chat.emitter.messages()[-1]
+        assert message.startswith("I can't use that message: the need is")
+        assert f"keep it under {MAX_NEED_CHARS}" in message and "x" * 50 not in message
+    assert llm.prompts == [] and chat.emitter.steps() == []
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_flood_of_messages_is_slowed_down_without_running_the_chain(shop: FakeShop) -> None:
+    llm = FakeWhazzatLLM(prompts=[])
+    chat, services = Chat(), make_services(shop, llm=llm, ui_messages_per_minute=2)
+    await handlers.start_chat(services)
+    state = get_state()
+    assert state is not None and state.limiter.per_minute == 2
+    clock = FakeClock()
+    state.limiter.clock = clock
+
+    await handlers.handle_message(NEED, services)
+    await handlers.handle_message("under $15", services)
+    prompts, searches = len(llm.prompts), len(shop.queries)
+    await handlers.handle_message("a desk for a small room", services)
+    assert chat.emitter.messages()[-1] == (
+        "You are sending messages faster than I can answer them. Please slow down and try again in 30 s."
+    )
+    assert (len(llm.prompts), len(shop.queries)) == (prompts, searches)  # the chain did not run
+    assert state.current is not None and state.current.need == NEED
+
+    clock.now += 30
+    await handlers.handle_message("a desk for a small room", services)
+    assert state.current.need == "a desk for a small room"
+
+
+async def test_a_message_while_the_last_need_runs_is_asked_to_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    shop = GatedShop()
+    llm = FakeWhazzatLLM(prompts=[])
+    chat, services = Chat(), make_services(shop, llm=llm)
+    first = asyncio.create_task(handlers.handle_message(NEED, services))
+    try:
+        await until(lambda: any(m.startswith("Product types:") for m in chat.emitter.messages()))
+        prompts = len(llm.prompts)
+        await handlers.handle_message("a desk for a small room", services)
+        assert chat.emitter.messages()[-1] == handlers.STILL_WORKING
+        assert len(llm.prompts) == prompts and not any("small room" in p for p in llm.prompts)
+    finally:
+        shop.gate.set()
+    await asyncio.wait_for(first, 30)
+    state = get_state()
+    assert state is not None and state.current is not None and state.current.need == NEED and not state.busy
+
+    await handlers.handle_message("a desk for a small room", services)  # once answered, the next one runs
+    assert state.current.need == "a desk for a small room"
+
+
+async def test_a_failed_answer_frees_the_chat_for_the_next_message() -> None:
+    chat, services = Chat(), make_services(llm=BrokenLLM(prompts=[]))
+    await handlers.handle_message(NEED, services)
+    assert chat.emitter.messages()[-1].startswith("Sorry, something went wrong")
+    state = get_state()
+    assert state is not None and not state.busy
+    await handlers.handle_message(NEED, services)
+    assert chat.emitter.messages()[-1].startswith("Sorry, something went wrong")  # answered, not "still working"
+
+
+# --- a search backend that is down ----------------------------------------------------------------------------
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def axesso_services(url: str) -> Services:
+    """The real Axesso backend at ``url``, one attempt per call, short timeouts, no cache."""
+    settings = get_settings(backend="axesso", rapidapi_key="test-key", axesso_url=url, http_max_attempts=1,
+                            http_connect_timeout=2, http_read_timeout=0.3, http_backoff_initial=0, no_cache=True,
+                            paraphrases=3, semantic_dedup=False)
+    return Services(settings, llm=FakeWhazzatLLM(prompts=[]), similarity=exact_similarity, relevance=same_relevance)
+
+
+def assert_search_unavailable_with_product_types(chat: Chat, detail: str) -> None:
+    messages = chat.emitter.messages()
+    [early] = [m for m in messages if m.startswith("Product types:")]
+    assert "garden trowel" in early
+    warning = next(m for m in messages if m.startswith("⚠️ **Search unavailable**"))
+    assert messages.index(early) < messages.index(warning) < len(messages) - 1  # then the answer
+    assert detail in warning.replace("\\", "") and "Try again in a minute" in warning  # (Markdown escapes)
+    assert not any(m.startswith("Sorry") for m in messages)
+    state = get_state()
+    assert state is not None and state.current is not None and not state.busy
+    assert {listing.product for listing in state.current.listings} >= {"garden trowel", "hand rake"}
+    assert all(listing.url.startswith("https://www.amazon.com/s?k=") for listing in state.current.listings)
+    assert open_steps(chat.emitter) == []
+
+
+@pytest.mark.parametrize("failure", ["refused", "http 503", "timeout"])
+async def test_a_down_axesso_backend_gives_a_visible_warning_and_the_product_types(
+    failure: str, request: pytest.FixtureRequest
+) -> None:
+    if failure == "refused":
+        url, detail = f"http://127.0.0.1:{closed_port()}", "could not be reached (connection failed"
+    else:
+        import time
+
+        from werkzeug import Response
+
+        server = request.getfixturevalue("httpserver")
+        if failure == "http 503":
+            server.expect_request("/amz/amazon-search-by-keyword-asin").respond_with_data("down", status=503)
+            detail = "failed (HTTP 503"
+        else:
+            server.expect_request("/amz/amazon-search-by-keyword-asin").respond_with_handler(
+                lambda _: time.sleep(0.6) or Response("{}", status=200)
+            )
+            detail = "could not be reached (timed out"
+        url = server.url_for("").rstrip("/")
+    chat, services = Chat(), axesso_services(url)
+    await asyncio.wait_for(handlers.handle_message(NEED, services), 60)
+    assert_search_unavailable_with_product_types(chat, detail)
+    assert "or choose *links*" in chat.emitter.messages()[-2]  # what the user can do about it
+    assert chat.emitter.finished_steps()["Search"]["isError"] is False  # it answered, with links
+
+
+class RaisingShop(FakeShop):
+    """Breaks the backend contract (never raise): what a buggy or new backend might do."""
+
+    def search(self, query: SearchQuery) -> SearchOutcome:
+        raise ConnectionError("http://secret.example/?key=abc refused")
+
+
+async def test_a_backend_that_raises_still_answers_with_the_product_types(caplog: pytest.LogCaptureFixture) -> None:
+    chat, services = Chat(), make_services(RaisingShop())
+    await asyncio.wait_for(handlers.handle_message(NEED, services), 60)
+    assert_search_unavailable_with_product_types(chat, "the links search failed (ConnectionError).")
+    assert "Search unavailable" in chat.emitter.messages()[-1]  # the answer's cards say it too
+    search = chat.emitter.finished_steps()["Search"]
+    assert search["isError"] is True and "ConnectionError" in search["output"]
+    assert "secret.example" not in "\n".join(chat.emitter.messages()) + search["output"]
+    assert "secret.example" in caplog.text  # the details go to the server log
+
+
+async def test_a_search_that_hangs_is_given_up_after_the_timeout() -> None:
+    shop = GatedShop()
+    chat, services = Chat(), make_services(shop, ui_search_timeout=0.2)
+    try:
+        await asyncio.wait_for(handlers.handle_message(NEED, services), 30)
+        assert not shop.gate.is_set()  # the handler returned while the search still hung
+        assert_search_unavailable_with_product_types(chat, "search did not answer within 0.2 s.")
+        assert chat.emitter.finished_steps()["Search"]["isError"] is True
+    finally:
+        shop.gate.set()
+
+
+async def test_more_with_a_down_backend_says_so_and_keeps_the_page(shop: FakeShop) -> None:
+    chat, services = Chat(), make_services(shop)
+    await handlers.handle_message(NEED, services)
+    broken = RaisingShop()
+    services._backends = type(services._backends)()  # the shop goes down after the first answer
+    services._backend_factory = lambda settings: broken
+    await handlers.handle_message("more garden trowels", services)
+    message = chat.emitter.messages()[-1]
+    assert "Search unavailable" in message and "search failed (ConnectionError)." in message.replace("\\", "")
+    state = get_state()
+    assert state is not None and state.pages == {}  # asking again fetches page 2 again
+    assert open_steps(chat.emitter) == []
+
+
+def test_only_warnings_of_a_backend_that_did_not_answer_count_as_down() -> None:
+    from agent.ui.search_status import search_trouble
+
+    down = "Axesso could not be reached (timed out after 3 attempts) for 'x'; showing Amazon search links instead."
+    assert search_trouble(["Rewrite gave nothing usable.", down]) == down
+    assert search_trouble(["Axesso failed (HTTP 502 after 3 attempts) for 'x'; showing links instead."])
+    assert search_trouble(["Axesso found no listings for 'x'; showing Amazon search links instead."]) is None
+    assert search_trouble(["Catalog feed.jsonl has nothing matching 'x'."]) is None
+
+
 # --- pure helpers --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("text", "expected"),

@@ -21,20 +21,24 @@ import typer
 
 #: The Chainlit app module that ``chainlit run`` loads.
 APP_PATH = Path(str(resources.files("agent.ui").joinpath("app.py")))
-#: Where ``chainlit.md`` (the welcome page) and ``.chainlit/config.toml`` (safe defaults) live in a
-#: source checkout.
+#: Where ``chainlit.md`` (the welcome page), ``.chainlit/config.toml`` (safe defaults) and ``public/`` (logo,
+#: favicon, theme, styles and the product cards element) live in a source checkout.
 APP_ROOT = Path(str(resources.files("agent"))).parent
-#: The same two files as package data (links to the checkout's, copied into wheels), for installs
-#: without a checkout.
+#: The same files as package data (links to the checkout's, copied into wheels), for installs without a
+#: checkout.
 PACKAGED_APP_FILES = Path(str(resources.files("agent.ui").joinpath("app_files")))
+#: Files of ``public/`` that are Whazzat's code, not its branding: they must match the installed version
+#: (the cards element reads the props this version builds), so every start refreshes them.
+REFRESHED_PUBLIC = ("elements", "whazzat.css", "whazzat.js")
 
 
 def app_root(home: Path) -> Path:
     """The Chainlit app root: the source checkout when there is one, else ``home/ui``.
 
     Chainlit writes next to its config (translations, uploaded files), so an installed package gets a
-    writable copy under ``WHAZZAT_HOME`` rather than its site-packages directory. The config is copied
-    only when missing: edits made there are kept.
+    writable copy under ``WHAZZAT_HOME`` rather than its site-packages directory. The config, the welcome
+    page and the branding in ``public/`` (logo, favicon, theme) are copied only when missing: edits made
+    there are kept. The cards element and its styles (:data:`REFRESHED_PUBLIC`) are always refreshed.
     """
     if (APP_ROOT / ".chainlit" / "config.toml").is_file() and (APP_ROOT / "chainlit.md").is_file():
         return APP_ROOT
@@ -44,7 +48,20 @@ def app_root(home: Path) -> Path:
     for source, target in copies.items():
         if not target.is_file():
             shutil.copyfile(PACKAGED_APP_FILES / source, target)
+    copy_public(PACKAGED_APP_FILES / "public", root / "public")
     return root
+
+
+def copy_public(source: Path, target: Path) -> None:
+    """Copy the packaged ``public/`` files to ``target``: branding when missing, code always."""
+    for path in sorted(source.rglob("*")):
+        if not path.is_file():
+            continue
+        relative = path.relative_to(source)
+        destination = target / relative
+        if relative.parts[0] in REFRESHED_PUBLIC or not destination.is_file():
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, destination)
 
 
 def ui(

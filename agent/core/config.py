@@ -94,6 +94,13 @@ class Settings(BaseSettings):
 
     # --- chain ---------------------------------------------------------------------------------------
     paraphrases: int = Field(default=4, ge=0, le=MAX_PARAPHRASES, description="Paraphrases of the need.")
+    rewrite_skip_similarity: float = Field(
+        default=1.01,
+        ge=0,
+        le=1.01,
+        description="Skip paraphrasing a need when the need memory holds one at least this close (MiniLM "
+        "cosine): one model call instead of two. Above 1 always paraphrases.",
+    )
     max_products: int = Field(default=8, ge=1, le=20, description="Product types kept after dedup.")
     fuzzy_threshold: float = Field(
         default=90.0, ge=0, le=100, description="rapidfuzz token_sort_ratio above which two types fold."
@@ -194,6 +201,21 @@ class Settings(BaseSettings):
     )
     ratelimit_floor: int = Field(
         default=5, ge=0, description="Stop calling Axesso when RapidAPI says fewer calls than this remain."
+    )
+
+    # --- chat UI (whazzat ui, agent/ui/) ---------------------------------------------------------------
+    # Ten a minute is far above a person typing needs (each takes seconds to answer) and follow-ups, and
+    # stops a script posting to a chat's socket from queueing the shared model for everyone else.
+    ui_messages_per_minute: int = Field(
+        default=10, ge=0, le=600,
+        description="Messages one chat may send: a burst of this many, then one every 60/N seconds; "
+        "0 turns the limit off.",
+    )
+    # Above the HTTP policy's worst case (3 attempts of 5 + 20 s, plus backoff: about 90 s), so Axesso's
+    # own timeouts and retries end first; this catches a backend that hangs without one.
+    ui_search_timeout: float = Field(
+        default=120.0, gt=0,
+        description="Seconds a chat waits for the search before it shows search links and a warning instead.",
     )
 
     @property

@@ -3,13 +3,15 @@
 Everything that comes from outside (listing titles from a marketplace API, the model's product types and
 paraphrases, the user's own words) goes through :func:`escape_text`, so it is shown as text and can never
 become a link, an image, a table cell or markup. Links and images are emitted only for http(s) URLs, and
-those are percent-encoded so they cannot break out of the Markdown link syntax.
+those are percent-encoded so they cannot break out of the Markdown link syntax. The browser shows the same
+listings as real cards too (:mod:`agent.ui.card_element`, built with the helpers here); this Markdown stays
+the message's text.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import quote, urlsplit
 
 from agent.core.schemas import Listing, Suggestion
@@ -28,12 +30,17 @@ CURRENCY = {"com": "$", "ca": "C$", "co.uk": "£", "de": "€", "fr": "€", "it
 TITLE_CHARS = 160
 
 
+def one_line(text: str, limit: int = TITLE_CHARS) -> str:
+    """``text`` on one line, cut to ``limit`` characters (plain text, for the cards element)."""
+    line = " ".join(str(text).split())
+    if len(line) > limit:
+        line = line[: limit - 1].rstrip() + "…"
+    return line
+
+
 def escape_text(text: str, limit: int = TITLE_CHARS) -> str:
     """``text`` on one line, cut to ``limit`` characters and escaped so Markdown shows it verbatim."""
-    one_line = " ".join(str(text).split())
-    if len(one_line) > limit:
-        one_line = one_line[: limit - 1].rstrip() + "…"
-    return _PUNCTUATION.sub(r"\\\1", one_line)
+    return _PUNCTUATION.sub(r"\\\1", one_line(text, limit))
 
 
 def safe_url(url: str | None) -> str | None:
@@ -127,23 +134,34 @@ def render_cards(listings: Sequence[Listing], suggestions: Sequence[Suggestion],
     )
 
 
+def phrasing_labels(need: str, paraphrases: Sequence[str]) -> dict[str, str]:
+    """How each phrasing is named to the user: "your words", "rewrite 1", ..."""
+    phrasings = [need, *paraphrases]
+    return {text: ("your words" if index == 0 else f"rewrite {index}") for index, text in enumerate(phrasings)}
+
+
+def product_reasons(suggestion: Suggestion, labels: dict[str, str], quote: Callable[[str], str]) -> str:
+    """Why a product type was suggested, in words: the phrasings behind it and its first similar need
+    (``quote`` formats that need: Markdown for the message, plain text for the cards element)."""
+    sources = ", ".join(dict.fromkeys(labels.get(source, "a rewrite") for source in suggestion.sources))
+    reasons = [f"suggested for {sources}"] if sources else []
+    if suggestion.neighbours:
+        reasons.append(f"listed for similar needs like {quote(suggestion.neighbours[0])}")
+    return "; ".join(reasons) or ("suggested for your words" if suggestion.score is None else "close to your words")
+
+
 def render_why(need: str, paraphrases: Sequence[str], suggestions: Sequence[Suggestion]) -> str:
     """A short explanation: which phrasings were asked and which of them led to each product type."""
     if not suggestions:
         return ""
-    phrasings = [need, *paraphrases]
-    label = {text: ("your words" if index == 0 else f"rewrite {index}") for index, text in enumerate(phrasings)}
+    label = phrasing_labels(need, paraphrases)
     lines = ["**Why these?**"]
     if paraphrases:
         asked = "; ".join(f"*{escape_text(text, 100)}*" for text in paraphrases)
         rewrites = "a rewrite" if len(paraphrases) == 1 else f"{len(paraphrases)} rewrites"
         lines.append(f"I also asked the model with {rewrites} of your need: {asked}.")
     for suggestion in suggestions:
-        sources = ", ".join(dict.fromkeys(label.get(source, "a rewrite") for source in suggestion.sources))
-        reasons = [f"suggested for {sources}"] if sources else []
-        if suggestion.neighbours:
-            reasons.append(f"listed for similar needs like *{escape_text(suggestion.neighbours[0], 80)}*")
-        why = "; ".join(reasons) or ("suggested for your words" if suggestion.score is None else "close to your words")
+        why = product_reasons(suggestion, label, quote=lambda text: f"*{escape_text(text, 80)}*")
         lines.append(f"- {escape_text(suggestion.product, 80)}: {why}")
     if any(s.score is not None for s in suggestions):
         lines.append("\nProduct types backed by the model and by similar needs rank higher.")

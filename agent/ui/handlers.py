@@ -13,11 +13,11 @@ import statistics
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import chainlit as cl
 
-from agent.core.config import Settings
+from agent.core.config import MAX_NEED_CHARS, Settings
 from agent.core.errors import InputError, ModelLoadError, WhazzatError
 from agent.core.schemas import Listing, Recommendation
 from agent.pipeline.feedback import (
@@ -28,12 +28,34 @@ from agent.pipeline.feedback import (
     feedback_path,
 )
 from agent.pipeline.validation import validate_need
+from agent.ui.card_element import AnswerContent, cards_props
 from agent.ui.cards import escape_text, format_price, link, render_answer
-from agent.ui.chat_settings import ChatPreferences, SettingsError, check_backend, effective, widgets
+from agent.ui.chat_settings import SettingsError, check_backend, effective, widgets
 from agent.ui.followups import Cheaper, More, NewNeed, parse_followup
+from agent.ui.rate_limit import wait_words
+from agent.ui.search_status import (
+    SEARCH_UNAVAILABLE,
+    failed_detail,
+    failed_reason,
+    product_types_line,
+    search_links,
+    search_trouble,
+    timeout_reason,
+    unavailable_note,
+)
 from agent.ui.services import Services
 from agent.ui.session_state import ChatState, ShownAnswer, get_state, set_state
-from agent.ui.stage_steps import STEP_TITLES, run_chain_with_steps
+from agent.ui.stage_steps import (
+    STEP_TITLES,
+    EventHook,
+    SearchFailed,
+    StageEvent,
+    StepView,
+    run_chain_with_steps,
+)
+
+if TYPE_CHECKING:
+    from tools.base import SearchBackend, SearchOutcome, SearchQuery
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +93,21 @@ async def say(content: str, **kwargs: Any) -> cl.Message:
 
 def chat_state(services: Services) -> ChatState:
     """This chat's state, created with the server's defaults if the chat has none yet."""
-    return get_state() or set_state(ChatState(preferences=ChatPreferences.from_settings(services.settings)))
+    return get_state() or set_state(ChatState.for_settings(services.settings))
 
 
 # --- chat life cycle -----------------------------------------------------------------------------------
 def starters() -> list[cl.Starter]:
-    """Three example needs, offered as buttons on an empty chat."""
-    return [cl.Starter(label=label, message=need) for label, need in EXAMPLE_NEEDS]
+    """Three example needs, offered as buttons on an empty chat, each with its icon from ``public/starters/``
+    (the two lines above them, from ``.chainlit/config.toml``, say what Whazzat does and never does)."""
+    icons = ("dig", "back", "camping")
+    return [cl.Starter(label=label, message=need, icon=f"/public/starters/{icons[i]}.svg" if i < len(icons) else None)
+            for i, (label, need) in enumerate(EXAMPLE_NEEDS)]
 
 
 async def start_chat(services: Services) -> ChatState:
     """A fresh state with the server's defaults, and the settings panel showing them."""
-    state = set_state(ChatState(preferences=ChatPreferences.from_settings(services.settings)))
+    state = set_state(ChatState.for_settings(services.settings))
     await cl.ChatSettings(widgets(state.preferences)).send()
     return state
 
@@ -100,11 +125,38 @@ async def update_settings(values: dict[str, Any], services: Services) -> None:
 
 
 # --- messages ------------------------------------------------------------------------------------------
+STILL_WORKING = ("I'm still working on your last need; send this again once its answer is here "
+                 "(one message at a time keeps the answers in order).")
+
+
+def slow_down(wait: float) -> str:
+    return (f"You are sending messages faster than I can answer them. Please slow down and try again in "
+            f"{wait_words(wait)}.")
+
+
 async def handle_message(text: str, services: Services) -> None:
-    """Answer a message: a follow-up on the current results, or a new need."""
+    """Answer a message, one at a time per chat and within the chat's rate limit (a message refused for
+    either gets a polite reply and runs nothing)."""
     state = chat_state(services)
+    # No await between the checks and `busy = True`: two messages of one chat cannot both pass.
+    if (wait := state.limiter.take()) > 0:
+        await say(slow_down(wait))
+        return
+    if state.busy:
+        await say(STILL_WORKING)
+        return
+    state.busy = True
+    try:
+        await _answer_message(state, text, services)
+    finally:
+        state.busy = False
+
+
+async def _answer_message(state: ChatState, text: str, services: Services) -> None:
+    """A follow-up on the current results, or a new need."""
     products = [s.product for s in state.current.suggestions] if state.current else []
-    intent = parse_followup(text, products)
+    # Follow-ups are a few words: a long text is a need (validate_need says if it is too long).
+    intent = parse_followup(text, products) if len(text) <= MAX_NEED_CHARS else NewNeed(text=text)
     try:
         if isinstance(intent, NewNeed):
             await answer_need(state, intent.text, services)
@@ -135,25 +187,59 @@ async def working(text: str) -> AsyncIterator[cl.Message]:
         await message.update()
 
 
-async def show_answer(working_message: cl.Message, done: str, answer: ShownAnswer, content: str) -> None:
-    """Mark the work as done (``done`` heads the steps) and send the answer after the steps, with its
-    feedback buttons."""
+async def show_answer(
+    working_message: cl.Message, done: str, answer: ShownAnswer, content: AnswerContent | str
+) -> None:
+    """Mark the work as done (``done`` heads the steps) and send the answer after the steps: its Markdown
+    (what the copy button copies), its product cards and its feedback buttons."""
     working_message.content = done
     await working_message.update()
-    await say(content, actions=feedback_actions(answer.id))
+    if isinstance(content, str):
+        content = AnswerContent(markdown=content)
+    await say(content.markdown, actions=feedback_actions(answer.id), elements=content.elements())
 
 
 async def answer_need(state: ChatState, text: str, services: Services) -> None:
     """Run the whole chain on a new need, each stage a step as it runs, then the cards."""
     need = validate_need(text)  # fail fast, before anything is shown
     settings = _settings_for(state, services)
+    loop_seconds = asyncio.get_running_loop().time
+    started = loop_seconds()
     async with working(f"Working on “{escape_text(need, 120)}”...") as message:
-        result, view = await run_chain_with_steps(services, settings, need, parent_id=message.id)
+        try:
+            result, view = await run_chain_with_steps(services, settings, need, parent_id=message.id,
+                                                      on_event=_early_answers(settings))
+            found = view.found or result.listings
+        except SearchFailed as failure:
+            # The product types are already shown; answer with a search link for each.
+            detail = failed_detail(failure.reason, settings)
+            await say(unavailable_note(detail, settings))
+            result = failure.partial.model_copy(update={
+                "listings": search_links(failure.partial.suggestions, settings),
+                "warnings": [f"{SEARCH_UNAVAILABLE}: {detail} Showing Amazon search links instead."],
+                "timings": {"total": loop_seconds() - started},
+            })
+            found = result.listings
         answer = _shown(result, settings, result.listings)
-        state.start_need(answer, view.found or result.listings, settings.budget)
+        state.start_need(answer, found, settings.budget)
         seconds = result.timings.get("total", 0.0)
         await show_answer(message, f"Worked on “{escape_text(need, 120)}” for {seconds:.0f} s:", answer,
                           _answer_markdown(answer, warnings=result.warnings))
+
+
+def _early_answers(settings: Settings) -> EventHook:
+    """What is said before the cards, as soon as it is known: the product types when the merge ends
+    (the search may take seconds more), and a warning when the search backend did not answer."""
+
+    async def on_event(event: StageEvent, view: StepView) -> None:
+        if event.kind != "end":
+            return
+        if event.stage == "fuse" and view.suggestions:
+            await say(product_types_line(view.suggestions))
+        elif event.stage == "search" and (trouble := search_trouble(event.data.get("warnings") or [])):
+            await say(unavailable_note(trouble, settings))
+
+    return on_event
 
 
 async def answer_cheaper(state: ChatState, intent: Cheaper, services: Services) -> None:
@@ -205,10 +291,17 @@ async def answer_more(state: ChatState, intent: More, services: Services) -> Non
         backend = services.backend(settings)
         query = SearchQuery(keyword=intent.product, domain=settings.domain, page=page)
         async with cl.Step(name=STEP_TITLES["search"], type="tool", parent_id=message.id) as step:
-            outcome = await asyncio.to_thread(backend.search, query)
+            outcome, trouble = await _search_page(backend, query, settings)
+            if trouble:
+                step.output, step.is_error = f"⚠️ {escape_text(trouble, 300)}", True
             known = {listing.url for listing in state.found}
             new = [listing for listing in outcome.listings if listing.url not in known]
-            step.output = f"Page {page} of {product}: {len(new)} new listings."
+            if not trouble:
+                step.output = f"Page {page} of {product}: {len(new)} new listings."
+        if trouble:  # the page was not fetched: asking again tries the same page
+            message.content = unavailable_note(trouble, settings, links=False)
+            await message.update()
+            return
         state.pages[key] = page
         if not new:
             first = next((x for x in current.listings if normalize_product(x.product) == key), None)
@@ -226,6 +319,22 @@ async def answer_more(state: ChatState, intent: More, services: Services) -> Non
         answer = state.remember(_shown_followup(current, ranked, settings, state.budget))
         content = _answer_markdown(answer, title=f"**More {product}:**", warnings=outcome.warnings)
         await show_answer(message, f"Fetched page {page} of {product}:", answer, content)
+
+
+async def _search_page(
+    backend: SearchBackend, query: SearchQuery, settings: Settings
+) -> tuple[SearchOutcome, str | None]:
+    """One search off the event loop, and why it did not answer (None when it did)."""
+    from tools.base import SearchOutcome
+
+    try:
+        outcome = await asyncio.wait_for(asyncio.to_thread(backend.search, query), settings.ui_search_timeout)
+    except TimeoutError:
+        return SearchOutcome(), failed_detail(timeout_reason(settings.ui_search_timeout), settings)
+    except Exception as error:  # a backend must not raise; if one does anyway, the user is told
+        log.error("The %s search failed", settings.backend, exc_info=error)
+        return SearchOutcome(), failed_detail(failed_reason(type(error).__name__), settings)
+    return outcome, search_trouble(outcome.warnings)
 
 
 def _shown(result: Recommendation, settings: Settings, listings: list[Listing]) -> ShownAnswer:
@@ -254,16 +363,13 @@ def _settings_summary(settings: Settings) -> dict[str, Any]:
             "domain": settings.domain, "budget": settings.budget, "top_k": settings.top_k}
 
 
-def _answer_markdown(answer: ShownAnswer, *, title: str | None = None, warnings: list[str] | None = None) -> str:
-    return render_answer(
-        need=answer.need,
-        paraphrases=answer.paraphrases,
-        suggestions=answer.suggestions,
-        listings=answer.listings,
-        domain=answer.domain,
-        warnings=warnings or [],
-        title=title,
-    )
+def _answer_markdown(
+    answer: ShownAnswer, *, title: str | None = None, warnings: list[str] | None = None
+) -> AnswerContent:
+    """The answer's Markdown and, for the same listings and warnings, its product cards."""
+    fields = {"need": answer.need, "paraphrases": answer.paraphrases, "suggestions": answer.suggestions,
+              "listings": answer.listings, "domain": answer.domain, "warnings": warnings or []}
+    return AnswerContent(markdown=render_answer(**fields, title=title), cards=cards_props(**fields))
 
 
 # --- feedback ------------------------------------------------------------------------------------------

@@ -4,7 +4,12 @@ The chain is synchronous and slow on a CPU, so it runs in a worker thread and th
 (the page never freezes). A LangChain callback handler, :class:`StageProgress`, is called inline in that
 thread when each stage starts and ends; it copies what the step will show *at that moment* (the next
 stage mutates the chain's state) and hands it to the event loop through a queue, where :class:`StepView`
-opens, fills and closes one ``cl.Step`` per stage.
+opens, fills and closes one ``cl.Step`` per stage. What a finished stage found (the product types after
+the merge) can be shown at once through ``on_event``, before the slow search returns.
+
+A search that fails (the backend raised) or hangs past ``Settings.ui_search_timeout`` ends the wait with a
+:class:`SearchFailed` that carries what the stages before it found, so the chat can still answer; no step
+is ever left running.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
@@ -20,9 +25,11 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 
 from agent.core.config import Settings
+from agent.core.errors import WhazzatError
 from agent.core.schemas import Listing, Neighbour, Recommendation, Suggestion
 from agent.pipeline.state import STAGES, ChainState
 from agent.ui.cards import escape_text, format_price
+from agent.ui.search_status import failed_reason, timeout_reason
 from agent.ui.services import Services
 
 log = logging.getLogger(__name__)
@@ -91,7 +98,8 @@ class StageProgress(BaseCallbackHandler):
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         if (name := self._stages.pop(run_id, None)) is not None:
-            self._emit(StageEvent(name, "error"))
+            # The error's kind only: its text may hold URLs or API details meant for the server log.
+            self._emit(StageEvent(name, "error", {"reason": failed_reason(type(error).__name__)}))
 
 
 # --- what each step says ---------------------------------------------------------------------------------
@@ -115,6 +123,8 @@ def describe(event: StageEvent, settings: Settings) -> str:
     """The Markdown a step shows for ``event`` (model output and API text escaped)."""
     data, stage = event.data, event.stage
     if event.kind == "error":
+        if stage == "search":
+            return f"The {settings.backend} search {escape_text(data.get('reason') or 'failed', 100)}."
         return "This step failed."
     if event.kind == "start":
         return {
@@ -212,6 +222,15 @@ class StepView:
         self._open: dict[str, Any] = {}
         #: Every listing the search found, before ranking (kept for "cheaper" follow-ups).
         self.found: list[Listing] = []
+        #: What the stages before the search found (an answer without listings if the search fails).
+        self.need: str | None = None
+        self.paraphrases: list[str] = []
+        self.neighbours: list[Neighbour] = []
+        self.suggestions: list[Suggestion] = []
+
+    def running(self, stage: str) -> bool:
+        """Whether ``stage``'s step is open (started, not yet ended)."""
+        return stage in self._open
 
     async def show(self, event: StageEvent) -> None:
         import chainlit as cl
@@ -226,8 +245,8 @@ class StepView:
             self._open[event.stage] = step
             await step.send()
             return
-        if event.stage == "search" and event.kind == "end":
-            self.found = list(event.data.get("listings") or [])
+        if event.kind == "end":
+            self._keep(event)
         step = self._open.pop(event.stage, None)
         if step is None:
             return
@@ -236,16 +255,56 @@ class StepView:
         step.end = utc_now()
         await step.update()
 
-    async def close_all(self) -> None:
-        """Mark steps still open (the chain failed in between) as failed."""
+    def _keep(self, event: StageEvent) -> None:
+        data = event.data
+        if event.stage == "rewrite":
+            self.need = data.get("need") or self.need
+            self.paraphrases = list(data.get("paraphrases") or [])
+        elif event.stage == "retrieve":
+            self.neighbours = list(data.get("neighbours") or [])
+        elif event.stage == "fuse":
+            self.suggestions = list(data.get("suggestions") or [])
+        elif event.stage == "search":
+            self.found = list(data.get("listings") or [])
+
+    async def close_all(self, reason: str | None = None) -> None:
+        """Mark steps still open (the chain failed or timed out in between) as failed."""
         for stage in list(self._open):
-            await self.show(StageEvent(stage, "error"))
+            await self.show(StageEvent(stage, "error", {"reason": reason} if reason else {}))
+
+    def partial(self, need: str) -> Recommendation:
+        """What was found before the search: the product types, no listings."""
+        return Recommendation(need=self.need or need, paraphrases=self.paraphrases,
+                              neighbours=self.neighbours, suggestions=self.suggestions)
+
+
+class SearchFailed(WhazzatError):
+    """The search stage raised or did not answer in time. ``partial`` holds what the stages before it
+    found (the product types), so the chat can still answer with them."""
+
+    def __init__(self, reason: str, partial: Recommendation) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.partial = partial
+
+
+#: Called on the event loop after each event's step is shown (e.g. to post the product types early).
+EventHook = Callable[[StageEvent, StepView], Awaitable[None]]
 
 
 async def run_chain_with_steps(
-    services: Services, settings: Settings, need: str, parent_id: str | None = None
+    services: Services,
+    settings: Settings,
+    need: str,
+    parent_id: str | None = None,
+    *,
+    on_event: EventHook | None = None,
 ) -> tuple[Recommendation, StepView]:
-    """Answer ``need`` in a worker thread, showing each stage as a step (under ``parent_id``) as it happens."""
+    """Answer ``need`` in a worker thread, showing each stage as a step (under ``parent_id``) as it happens.
+
+    Raises :class:`SearchFailed` when the search raises or takes longer than ``settings.ui_search_timeout``
+    (the worker thread cannot be stopped: it finishes on its own and its answer is dropped), and whatever
+    else the chain raised."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[StageEvent | None] = asyncio.Queue()
 
@@ -265,10 +324,33 @@ async def run_chain_with_steps(
 
     view = StepView(settings, parent_id)
     task = asyncio.create_task(asyncio.to_thread(work))
+    # Read the outcome even when we stop waiting for it, so a late failure is not reported as unhandled.
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    reason: str | None = None
     try:
-        while (event := await queue.get()) is not None:
+        while True:
+            timeout = settings.ui_search_timeout if view.running("search") else None
+            try:
+                event = await asyncio.wait_for(queue.get(), timeout)
+            except TimeoutError:
+                reason = timeout_reason(settings.ui_search_timeout)
+                log.warning("The %s search took longer than %s s; answering without it.", settings.backend,
+                            settings.ui_search_timeout)
+                raise SearchFailed(reason, view.partial(need)) from None
+            if event is None:
+                break
+            if event.stage == "search" and event.kind == "error":
+                reason = event.data.get("reason") or failed_reason("error")
             await view.show(event)
-        return await task, view
+            if on_event is not None:
+                await on_event(event, view)
+        try:
+            return await task, view
+        except Exception as error:
+            if reason is None:
+                raise
+            log.error("The %s search failed", settings.backend, exc_info=error)
+            raise SearchFailed(reason, view.partial(need)) from error
     finally:
-        await view.close_all()
+        await view.close_all(reason)
 
