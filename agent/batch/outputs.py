@@ -73,6 +73,13 @@ class ErrorRecord(BaseModel):
 Record = Recommendation | ErrorRecord
 
 
+def describe_failure(error: BaseException) -> str:
+    """One line for an error record: our own errors already say what to do."""
+    if isinstance(error, WhazzatError):
+        return str(error)
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
 @dataclass
 class Done:
     """What an earlier run already wrote: the needs it answered, and the input lines it reported as bad

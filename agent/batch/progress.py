@@ -114,7 +114,8 @@ def make_progress(console: Console, *, quiet: bool = False) -> BatchProgress:
 def print_summary(console: Console, summary: BatchSummary, output: str) -> None:
     """Needs done, errors, searches and wall time, in a few plain lines."""
     s = summary
-    done = f"{'Stopped early' if s.interrupted else 'Done'}: {plural(s.answered, 'need')} answered, "
+    stopped_early = s.interrupted or s.stopped is not None
+    done = f"{'Stopped early' if stopped_early else 'Done'}: {plural(s.answered, 'need')} answered, "
     done += plural(s.errors, "error")
     if s.skipped:
         done += f", {s.skipped} already in {escape(output)} (skipped)"
@@ -133,10 +134,25 @@ def print_summary(console: Console, summary: BatchSummary, output: str) -> None:
     if details:
         timing += f" ({', '.join(details)})"
     lines = [done, search, timing]
-    if s.interrupted:
+    if s.workers > 1:
+        lines.append(_workers_line(s))
+    if s.stopped is not None:
+        lines.append(f"The run stopped: {escape(s.stopped)}; with less memory, try fewer --workers.")
+    if stopped_early:
         lines.append(f"Everything done so far is saved; run again with --resume to finish {escape(output)}.")
     for line in lines:
         console.print(line, highlight=False, soft_wrap=True)
+
+
+def _workers_line(s: BatchSummary) -> str:
+    """``Workers: 2 processes; 1 died (killed by SIGKILL ...), 1 chunk answered again``."""
+    line = f"Workers: {s.workers} processes"
+    if s.worker_losses:
+        reasons = "; ".join(dict.fromkeys(s.worker_losses))  # each reason once, in order
+        line += f"; {len(s.worker_losses)} lost ({escape(reasons)})"
+    if s.retried:
+        line += f", {plural(s.retried, 'chunk')} answered again by another worker"
+    return line
 
 
 def format_rate(per_second: float) -> str:

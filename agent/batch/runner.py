@@ -12,31 +12,46 @@ The work, in order:
    as soon as it completes;
 4. Ctrl-C (or SIGTERM) stops after the chunk in flight, keeping everything written; a second one stops
    at once, losing only that chunk.
+
+With a :class:`~agent.batch.workers.WorkerPool` (``--workers N``) the chunks go to N model processes side
+by side; records are still written in input order (a chunk that comes back early waits for those before
+it), a chunk whose worker died is answered again once, and Ctrl-C waits for the chunks in flight.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 from typing_extensions import Self
 
 from agent.batch.inputs import InputRow
-from agent.batch.outputs import Done, ErrorRecord, Record, RecordWriter
+from agent.batch.outputs import Done, ErrorRecord, Record, RecordWriter, describe_failure
 from agent.batch.progress import BatchProgress, NoProgress
 from agent.batch.search import SearchStats, SharedSearch
-from agent.core.errors import WhazzatError
+from agent.batch.workers import Answered, Failed, Failure, Lost
 from agent.core.schemas import Recommendation
+
+if TYPE_CHECKING:
+    from agent.batch.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
+__all__ = ["BatchSummary", "StopSignal", "chunks", "describe_failure", "run_batch"]
+
 DEFAULT_CHUNK_SIZE = 16
+#: Tries of a chunk whose worker died: the first, and one more on the next free worker.
+CHUNK_TRIES = 2
+#: Worker deaths in a row (no chunk answered in between) after which a run stops instead of going on.
+MAX_DEATHS_IN_A_ROW = 3
 EXIT_OK, EXIT_SOME_FAILED, EXIT_BAD_ARGUMENTS, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -50,6 +65,12 @@ class BatchSummary(BaseModel):
     duplicates: int = Field(default=0, description="Rows repeating a need of an earlier row.")
     remaining: int = Field(default=0, description="Needs left unanswered because the run was stopped.")
     interrupted: bool = False
+    stopped: str | None = Field(default=None, description="Why the run stopped early, other than Ctrl-C.")
+    workers: int = Field(default=1, description="Model processes (--workers).")
+    worker_losses: list[str] = Field(
+        default_factory=list, description="Why each worker lost during the run ended (died, or did not load)."
+    )
+    retried: int = Field(default=0, description="Chunks answered again after their worker died.")
     wall_seconds: float = Field(default=0.0, description="Seconds answering (after setup).")
     setup_seconds: float = Field(default=0.0, description="Seconds loading the model, set by the caller.")
     search: SearchStats = Field(default_factory=SearchStats)
@@ -58,7 +79,7 @@ class BatchSummary(BaseModel):
     def exit_code(self) -> int:
         if self.interrupted:
             return EXIT_INTERRUPTED
-        return EXIT_SOME_FAILED if self.errors else EXIT_OK
+        return EXIT_SOME_FAILED if self.errors or self.stopped else EXIT_OK
 
 
 class StopSignal:
@@ -98,13 +119,6 @@ def chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
         yield list(items[start : start + size])
 
 
-def describe_failure(error: BaseException) -> str:
-    """One line for an error record: our own errors already say what to do."""
-    if isinstance(error, WhazzatError):
-        return str(error)
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-
-
 def run_batch(
     rows: Sequence[InputRow],
     chain: Any,
@@ -115,9 +129,11 @@ def run_batch(
     progress: BatchProgress | None = None,
     search: SharedSearch | None = None,
     stop: StopSignal | None = None,
+    pool: WorkerPool | None = None,
 ) -> BatchSummary:
-    """Answer every row not in ``done`` with ``chain`` (anything with LCEL's ``batch``), writing records
-    through ``writer``. Never raises for a bad row or a failed need; returns the summary."""
+    """Answer every row not in ``done`` with ``chain`` (anything with LCEL's ``batch``), or with the
+    started worker ``pool`` in its place (``chain`` is then unused), writing records through ``writer``.
+    Never raises for a bad row, a failed need or a dead worker; returns the summary."""
     started = time.perf_counter()
     done = done or Done()
     progress = progress or NoProgress()
@@ -147,14 +163,20 @@ def run_batch(
         try:
             writer.write(new_bad)
             progress.start(len(pending))
-            for chunk in chunks(pending, chunk_size):
-                if stop.requested:
-                    summary.interrupted = True
-                    break
-                _run_chunk(chain, chunk, first_line, writer, summary, progress, stop)
+            if pool is not None:
+                summary.workers = pool.size
+                _run_in_pool(pool, pending, chunk_size, first_line, writer, summary, progress, stop)
+            else:
+                for chunk in chunks(pending, chunk_size):
+                    if stop.requested:
+                        summary.interrupted = True
+                        break
+                    _run_chunk(chain, chunk, first_line, writer, summary, progress, stop)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
+            if pool is not None:
+                pool.close(now=summary.interrupted)  # a second Ctrl-C: stop the workers at once
             progress.close()
             writer.close()
     if search is not None:
@@ -178,17 +200,103 @@ def _run_chunk(
         # LCEL catches BaseException inside a stage and passes it on as a result: never record that.
         raise KeyboardInterrupt
     records = [_record(need, first_line[need], result) for need, result in zip(chunk, results, strict=True)]
+    _write(writer, records, summary)
+    progress.advance(len(records), _failed(records))
+
+
+def _write(writer: RecordWriter, records: list[Record], summary: BatchSummary) -> None:
     writer.write(records)
-    failed = sum(isinstance(record, ErrorRecord) for record in records)
+    failed = _failed(records)
     summary.answered += len(records) - failed
     summary.errors += failed
     summary.remaining -= len(records)
-    progress.advance(len(records), failed)
+
+
+def _failed(records: list[Record]) -> int:
+    return sum(isinstance(record, ErrorRecord) for record in records)
+
+
+def _run_in_pool(
+    pool: WorkerPool,
+    pending: list[str],
+    chunk_size: int,
+    first_line: dict[str, int],
+    writer: RecordWriter,
+    summary: BatchSummary,
+    progress: BatchProgress,
+    stop: StopSignal,
+) -> None:
+    """Answer ``pending`` with the pool's workers, writing each chunk once every chunk before it is
+    written. A chunk whose worker died is tried once more, then recorded as failed."""
+    # Smaller chunks when the needs are few, so that every worker gets some.
+    size = min(chunk_size, max(1, math.ceil(len(pending) / pool.size)))
+    work = list(chunks(pending, size))
+    queue = deque(range(len(work)))  # chunks to hand out; a retried one goes first
+    tries = [0] * len(work)
+    held: dict[int, list[Record]] = {}  # answered, waiting for the chunks before them
+    written = deaths_in_a_row = 0
+    while True:
+        if stop.requested:
+            summary.interrupted = True
+        going_on = not summary.interrupted and summary.stopped is None
+        while going_on and queue and pool.idle:
+            chunk = queue.popleft()
+            tries[chunk] += 1
+            pool.submit(chunk, work[chunk])
+        if not pool.in_flight:
+            if not queue or not going_on:
+                return
+            if not pool.alive:
+                last = summary.worker_losses[-1] if summary.worker_losses else "they could not load the model"
+                summary.stopped = f"no worker is left ({last})"
+                return
+        for event in pool.poll(timeout=0.5):
+            if isinstance(event, Answered):
+                deaths_in_a_row = 0
+                needs = work[event.chunk]
+                held[event.chunk] = [
+                    _record(need, first_line[need], outcome)
+                    for need, outcome in zip(needs, event.outcomes, strict=True)
+                ]
+                progress.advance(len(needs), _failed(held[event.chunk]))
+            elif isinstance(event, Lost):
+                summary.worker_losses.append(event.reason)
+                deaths_in_a_row += 1
+                log.info("a batch worker died (%s)", event.reason)
+                if event.chunk is not None and (tries[event.chunk] < CHUNK_TRIES and going_on):
+                    queue.appendleft(event.chunk)
+                    summary.retried += 1
+                elif event.chunk is not None and going_on:
+                    lost = work[event.chunk]
+                    held[event.chunk] = [_lost_record(need, first_line[need], event.reason) for need in lost]
+                    progress.advance(len(lost), len(lost))
+                # else: the run is stopping, and --resume answers the chunk
+                if deaths_in_a_row >= MAX_DEATHS_IN_A_ROW:
+                    summary.stopped = f"workers keep dying ({event.reason})"
+                elif going_on and queue:
+                    pool.replace()
+            elif isinstance(event, Failed):
+                log.info("a batch worker could not load the chain: %s", event.reason)
+                summary.worker_losses.append(f"could not load: {event.reason}")
+        while written in held:
+            _write(writer, held.pop(written), summary)
+            written += 1
+
+
+def _lost_record(need: str, line: int, reason: str) -> ErrorRecord:
+    return ErrorRecord(
+        need=need,
+        error=f"the worker answering this need died twice ({reason}); run again with --resume, "
+        "with fewer --workers or a smaller --chunk-size if memory is short",
+        line=line,
+    )
 
 
 def _record(need: str, line: int, result: object) -> Record:
     if isinstance(result, Recommendation):
         return result
+    if isinstance(result, Failure):  # from a worker process
+        return ErrorRecord(need=need, error=result.reason, line=line)
     if isinstance(result, BaseException) and not isinstance(result, Exception):
         raise KeyboardInterrupt  # an interrupt LCEL turned into a result
     if isinstance(result, BaseException):

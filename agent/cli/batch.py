@@ -3,10 +3,12 @@
     whazzat batch needs.txt --out results.jsonl
     whazzat batch needs.csv --column question --out results.csv --paraphrases 2
     whazzat batch needs.txt --out results.jsonl --resume        # after Ctrl-C or a crash
+    whazzat batch needs.txt --out results.jsonl --workers 2     # two model processes, on 2+ cores
     cat needs.txt | whazzat batch - > results.jsonl
 
 Light to import (typer and settings only): the model, the chain and the readers load inside the command,
-so ``whazzat --help`` stays instant. The engine is :mod:`agent.batch.runner`.
+so ``whazzat --help`` stays instant, and a ``--workers`` process that imports :func:`chain_factory` by name
+starts quickly. The engine is :mod:`agent.batch.runner`, its processes :mod:`agent.batch.workers`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from agent.batch.search import SharedSearch
+    from agent.batch.workers import WorkerPool
     from agent.core.config import Settings
+    from tools.base import SearchBackend
+
+MAX_WORKERS = 32
 
 
 def batch(
@@ -72,6 +78,18 @@ def batch(
             help="Needs per model call and per write; larger batches the model better, smaller saves sooner.",
         ),
     ] = 16,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=MAX_WORKERS,
+            help="Model processes answering chunks side by side, each with one torch thread and its own "
+            "copy of the model (about 1.5 GB of memory each with the embedded model). Helps when cores are "
+            "idle: on 2 cores, --workers 2; more workers than cores only costs memory. 1 answers in this "
+            "process.",
+        ),
+    ] = 1,
     model: ModelOption = None,
     adapter: AdapterOption = None,
     no_adapter: NoAdapterOption = False,
@@ -82,12 +100,17 @@ def batch(
 
     Bad rows (empty, too long, not UTF-8) become error records and the batch goes on.
 
+    With --workers N, N processes answer chunks side by side and records still come out in input order.
+    A worker that dies (out of memory, kill -9) costs nothing written: its chunk is answered again by
+    another worker, and if it dies twice its needs become error records that --resume answers again.
+
     \b
-    Exit code: 0 all done, 1 some rows failed, 2 bad arguments, 130 stopped by Ctrl-C.
+    Exit code: 0 all done, 1 some rows failed or workers kept dying, 2 bad arguments, 130 stopped by Ctrl-C.
     Examples:
       whazzat batch needs.txt --out results.jsonl
       whazzat batch needs.csv --column question --out results.csv -p 2
       whazzat batch needs.txt --out results.jsonl --resume
+      whazzat batch needs.txt --out results.jsonl --workers 2
       cat needs.txt | whazzat batch - > results.jsonl
     """
     from rich.console import Console
@@ -131,13 +154,23 @@ def batch(
 
     console = Console(stderr=True, quiet=quiet)
     started = time.perf_counter()
+    chain = pool = None
+    # Workers load a model each: none is started when an earlier run (--resume) left nothing to answer.
+    pending = any(row.need is not None and row.need not in done.needs for row in rows)
     try:
-        chain, search = _build_chain(settings, console)
+        if workers > 1 and not pending:
+            search = _shared_search(settings)
+        elif workers > 1:
+            pool, search = _start_workers(settings, workers, console)
+        else:
+            chain, search = _build_chain(settings, console)
     except (WhazzatError, ValueError) as error:  # a model that does not load, a bad catalog ...
         fail(str(error))
 
+    in_flight = "the chunks in flight" if pool else "the current chunk"
+
     def on_stop() -> None:
-        console.print("Stopping after the current chunk (Ctrl-C again to stop now)...", highlight=False)
+        console.print(f"Stopping after {in_flight} (Ctrl-C again to stop now)...", highlight=False)
 
     try:
         summary = run_batch(
@@ -149,23 +182,54 @@ def batch(
             progress=make_progress(console, quiet=quiet),
             search=search,
             stop=StopSignal(on_request=on_stop),
+            pool=pool,
         )
     except BatchOutputError as error:  # the disk filled up, the file vanished ...
         fail(str(error))
+    finally:
+        if pool is not None:
+            pool.close(now=True)  # already closed unless something failed: never leave a worker behind
     summary.setup_seconds = round(time.perf_counter() - started - summary.wall_seconds, 3)
     print_summary(console, summary, str(out) if out else "stdout")
     raise typer.Exit(summary.exit_code)
 
 
-def _build_chain(settings: Settings, console: Console) -> tuple[Runnable[Any, Any], SharedSearch]:
-    """The chain on a :class:`~agent.batch.search.SharedSearch` over the configured backend."""
-    from agent.batch.search import SharedSearch
+def chain_factory(settings: Settings, search: SearchBackend) -> Runnable[Any, Any]:
+    """The batch's chain on ``search``: built here with --workers 1, in each worker process otherwise
+    (which imports this function by name, so it stays module-level)."""
     from agent.cli.common import quiet_libraries
     from agent.pipeline.chain import build_chain
-    from tools.registry import make_backend
 
     quiet_libraries()
-    search = SharedSearch(make_backend(settings), concurrency=settings.search_concurrency)
+    return build_chain(settings, backend=search)
+
+
+def _shared_search(settings: Settings) -> SharedSearch:
+    """The configured backend behind one :class:`~agent.batch.search.SharedSearch` for the whole batch."""
+    from agent.batch.search import SharedSearch
+    from tools.registry import make_backend
+
+    return SharedSearch(make_backend(settings), concurrency=settings.search_concurrency)
+
+
+def _build_chain(settings: Settings, console: Console) -> tuple[Runnable[Any, Any], SharedSearch]:
+    """The chain on a :class:`~agent.batch.search.SharedSearch` over the configured backend."""
+    from agent.cli.common import quiet_libraries
+
+    quiet_libraries()
+    search = _shared_search(settings)
     with console.status("Loading the model..."):
-        chain = build_chain(settings, backend=search)
+        chain = chain_factory(settings, search)
     return chain, search
+
+
+def _start_workers(settings: Settings, workers: int, console: Console) -> tuple[WorkerPool, SharedSearch]:
+    """``workers`` processes with the chain, searching through one shared search in this process."""
+    from agent.batch.workers import WorkerPool
+
+    search = _shared_search(settings)
+    # chain_factory is looked up now, so a test can point it at a fake chain.
+    pool = WorkerPool(chain_factory, settings, workers=workers, search=search)
+    with console.status(f"Loading the model (the first of {workers} workers; the others join as they load)..."):
+        pool.start()
+    return pool, search
