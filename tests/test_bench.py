@@ -145,6 +145,8 @@ def test_bench_prints_one_json_object_with_every_figure(bench_run) -> None:
     assert result.settings["whazzat"]["adapter_merged"] is True
     assert "RAPIDAPI_KEY" not in done.stdout and "whazzat-bench-fake-key" not in done.stdout
     assert result.bench_peak_rss_mb > 0 and result.machine.logical_cores >= 1
+    # The llama.cpp peer runs the shipped GGUF only: on a tiny model it is skipped, saying why.
+    assert result.llamacpp is not None and "has none" in (result.llamacpp.skipped or "")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,8 @@ Small modules, one job each:
   the axesso backend against a local delayed server (:mod:`agent.bench.fake_axesso`);
 * :mod:`agent.bench.hardware`: memory bandwidth, weight bytes per token, the decode bound and the rate;
 * :mod:`agent.bench.probes`: what must run in a fresh process (load time, CLI start, peak RSS);
+* :mod:`agent.bench.llamacpp`: the llama.cpp peer, Whazzat's chain with llama-cpp-python generating on the
+  shipped GGUF (optional), and :mod:`agent.bench.gguf_lora`, the adapter converted for it;
 * :mod:`agent.bench.figures`: the result's pydantic models and the table people read;
 * :mod:`agent.cli.bench`: the typer command (light to import: no torch).
 """

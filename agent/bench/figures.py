@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 3  # 2: needs.batch_count (--batch-n); 3: reference (--compare-set latency)
+SCHEMA_VERSION = 4  # 2: needs.batch_count (--batch-n); 3: reference (--compare-set latency); 4: llamacpp
 
 
 class _Strict(BaseModel):
@@ -156,6 +156,92 @@ class ReferenceLatency(_Strict):
     )
 
 
+class LlamaCppPeer(_Strict):
+    """Whazzat's chain with llama.cpp generating (:mod:`agent.bench.llamacpp`) on the shipped GGUF: the same
+    prompts, greedy, the same ``max_new_tokens`` and threads. ``skipped`` says why when it did not run; every
+    figure is None then."""
+
+    skipped: str | None = Field(default=None, description="Why the peer did not run; None when it ran.")
+    version: str | None = Field(default=None, description="llama-cpp-python's version.")
+    gguf_file: str | None = Field(default=None, description="The GGUF file llama.cpp ran, as shipped.")
+    adapter: str | None = Field(
+        default=None, description="The GGUF LoRA applied, or why none was (then: base weights)."
+    )
+    adapter_applied: bool | None = None
+    n_threads: int | None = Field(
+        default=None, description="llama.cpp's threads: the Whazzat side's torch threads."
+    )
+    decode: Decode | None = Field(
+        default=None, description="Measured as the pipelines' decode, against llama.cpp's own bound."
+    )
+    latency_links: Latency | None = Field(
+        default=None, description="Whazzat's chain, llama.cpp generating: each need alone, links backend."
+    )
+    products_per_need: float | None = None
+    products: dict[str, list[str]] | None = None
+    same_products_as_whazzat: int | None = Field(
+        default=None, description="Needs whose product types equal Whazzat's in its links latency run."
+    )
+    products_jaccard_with_whazzat: float | None = Field(
+        default=None,
+        description="Mean over the needs of |both| / |either| of the product-type sets of llama.cpp and "
+        "Whazzat (1: the same types, in any order; different weights rarely give the same list).",
+    )
+    generated_tokens: int | None = Field(
+        default=None, description="Tokens llama.cpp generated in the latency run."
+    )
+    generate_s: float | None = Field(
+        default=None, description="Seconds inside llama.cpp in the latency run (prefill and decode)."
+    )
+    chain_tokens_per_s: float | None = Field(
+        default=None,
+        description="generated_tokens / generate_s: the chain's generation rate, prefill included.",
+    )
+    speedup: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="How many times better whazzat is than llama.cpp: whazzat/llama.cpp for rates "
+        "(decode_tokens_per_s is whazzat tok/s / llama.cpp tok/s), llama.cpp/whazzat for times.",
+    )
+
+
+#: (key, label, getter on a LlamaCppPeer or PipelineFigures, True when higher is better).
+_PEER_FIGURES: list[tuple[str, str, Any, bool]] = [
+    ("decode_tokens_per_s", "decode tokens/s (batch 1)", lambda p: p.decode and p.decode.tokens_per_s, True),
+    (
+        "decode_fraction_of_bound",
+        "decode / its bandwidth bound",
+        lambda p: p.decode and p.decode.fraction_of_bound,
+        True,
+    ),
+    ("latency_p50_links", "p50 s/need, links", lambda p: p.latency_links and p.latency_links.p50_s, False),
+    ("latency_p95_links", "p95 s/need, links", lambda p: p.latency_links and p.latency_links.p95_s, False),
+    ("latency_mean_links", "mean s/need, links", lambda p: p.latency_links and p.latency_links.mean_s, False),
+]
+
+
+def mean_jaccard(ours: dict[str, list[str]], theirs: dict[str, list[str]]) -> float:
+    """Mean over ``ours``' needs of the Jaccard index of the two product-type sets (both empty: 1)."""
+    if not ours:
+        raise ValueError("no needs")
+    total = 0.0
+    for need, products in ours.items():
+        a, b = set(products), set(theirs.get(need, []))
+        total += len(a & b) / len(a | b) if a | b else 1.0
+    return total / len(ours)
+
+
+def peer_speedups(whazzat: PipelineFigures, peer: LlamaCppPeer) -> dict[str, float | None]:
+    """How many times better whazzat is than the llama.cpp peer, per figure (None when either is missing)."""
+    result: dict[str, float | None] = {}
+    for key, _label, get, higher_is_better in _PEER_FIGURES:
+        ours, theirs = get(whazzat), get(peer)
+        if not ours or not theirs:
+            result[key] = None
+            continue
+        result[key] = round(ours / theirs if higher_is_better else theirs / ours, 3)
+    return result
+
+
 class BenchResult(_Strict):
     """Everything one ``whazzat bench`` run measured (the ``--json`` object)."""
 
@@ -180,6 +266,10 @@ class BenchResult(_Strict):
     quality: Quality | None
     reference: ReferenceLatency | None = Field(
         default=None, description="The --compare-set settings' links latency; None without --compare-set."
+    )
+    llamacpp: LlamaCppPeer | None = Field(
+        default=None, description="The llama.cpp peer (its 'skipped' says why it did not run); None only "
+        "in results older than schema 4."
     )
 
 
@@ -249,6 +339,35 @@ def _reference_row(reference: ReferenceLatency) -> tuple[str, str, str, str]:
     )
 
 
+def _print_peer(console: Any, peer: LlamaCppPeer, whazzat: PipelineFigures) -> None:
+    """The llama.cpp peer's own table beside Whazzat's figures, or one line saying why it was skipped."""
+    from rich.table import Table
+    from rich.text import Text
+
+    if peer.skipped is not None:  # plain text: the install hint's "[llamacpp]" is not markup
+        console.print(f"llama.cpp peer skipped: {peer.skipped}", highlight=False, markup=False)
+        return
+    title = f"llama.cpp peer: llama-cpp-python {peer.version}, {peer.gguf_file}, {peer.n_threads} thread(s)"
+    table = Table(title=Text(title), caption=Text(f"adapter: {peer.adapter}"))
+    table.add_column("figure")
+    table.add_column("llama.cpp", justify="right")
+    table.add_column("whazzat", justify="right")
+    table.add_column("whazzat vs llama.cpp", justify="right")
+    for key, label, get, _higher in _PEER_FIGURES:
+        ratio = peer.speedup.get(key)
+        shown = "-" if ratio is None else f"{ratio:.2f}x"
+        table.add_row(label, _format(get(peer)), _format(get(whazzat)), shown)
+    if peer.same_products_as_whazzat is not None and peer.products is not None:
+        same = f"{peer.same_products_as_whazzat}/{len(peer.products)}"
+        table.add_row("needs with whazzat's product types", same, "-", "-")
+    if peer.products_jaccard_with_whazzat is not None:
+        shared = f"{peer.products_jaccard_with_whazzat:.2f}"
+        table.add_row("product types shared with whazzat's (Jaccard)", shared, "-", "-")
+    if peer.chain_tokens_per_s is not None:
+        table.add_row("chain generation tokens/s (prefill in)", _format(peer.chain_tokens_per_s), "-", "-")
+    console.print(table)
+
+
 def print_table(result: BenchResult) -> None:
     """The figures side by side, then the machine, the hardware bound and the settings (stdout)."""
     from rich.console import Console
@@ -278,6 +397,8 @@ def print_table(result: BenchResult) -> None:
         if key == "latency_p50_links" and result.reference is not None:
             table.add_row(*_reference_row(result.reference))
     console.print(table)
+    if result.llamacpp is not None:
+        _print_peer(console, result.llamacpp, result.whazzat)
     if result.hardware is not None:
         console.print(
             f"memory bandwidth {result.hardware.bandwidth_gb_s:.1f} GB/s ({result.hardware.bandwidth_method})",

@@ -10,7 +10,11 @@ Order matters for honesty:
    after Whazzat's own run, the same way; then Whazzat in batch mode (one ``chain.batch`` over all needs);
 4. the same with the axesso backend against :class:`FakeAxesso` (every call delayed), each run with an
    empty search cache, so no run reuses another's results;
-5. optionally the eval's quality figures for the Whazzat settings and a reference set.
+5. optionally the eval's quality figures for the Whazzat settings and a reference set;
+6. the bench's own peak RSS (both pipelines loaded), read before the last phase: the llama.cpp peer
+   (:mod:`agent.bench.llamacpp`), Whazzat's chain with llama.cpp generating on the shipped GGUF, warm, the
+   same needs one after another, links backend, then its batch-1 decode rate; skipped, saying why, when
+   ``llama-cpp-python`` is not installed or the model is not the shipped one.
 """
 
 from __future__ import annotations
@@ -30,11 +34,14 @@ from agent.bench.figures import (
     BenchResult,
     Hardware,
     Latency,
+    LlamaCppPeer,
     NeedsInfo,
     PipelineFigures,
     Quality,
     QualityRun,
     ReferenceLatency,
+    mean_jaccard,
+    peer_speedups,
     percentile,
     speedups,
 )
@@ -55,8 +62,8 @@ WARMUP_NEED = "a gift for someone who just started gardening"
 #: The only key the bench ever sends, and only to its own local server.
 FAKE_RAPIDAPI_KEY = "whazzat-bench-fake-key"
 
-Skippable = Literal["load", "cli", "rss", "axesso", "decode"]
-SKIPPABLE: tuple[str, ...] = ("load", "cli", "rss", "axesso", "decode")
+Skippable = Literal["load", "cli", "rss", "axesso", "decode", "llamacpp"]
+SKIPPABLE: tuple[str, ...] = ("load", "cli", "rss", "axesso", "decode", "llamacpp")
 Say = Callable[[str], None]
 #: The settings ``load_llm`` builds a model from: a reference equal on all of them runs on whazzat's loaded
 #: model (one copy in memory, already warm); otherwise it loads its own, as its settings ask.
@@ -107,6 +114,11 @@ class BenchOptions(BaseModel):
     decode_tokens: int = Field(default=64, ge=2, le=1024)
     bandwidth_mb: int = Field(default=512, ge=1)
     cli_repeats: int = Field(default=3, ge=1, description="CLI start time is the best of this many runs.")
+    llamacpp_source: Path | None = Field(
+        default=None,
+        description="A llama.cpp checkout or llama-cpp-python sdist whose convert_lora_to_gguf.py converts "
+        "the adapter for the llama.cpp peer (once: the GGUF LoRA is cached under WHAZZAT_HOME).",
+    )
     command: str = "whazzat bench"
 
 
@@ -306,7 +318,8 @@ def _reference_latency(
     from tools.links import LinksBackend
 
     shares_model = all(getattr(settings, key) == getattr(reference, key) for key in MODEL_SETTINGS)
-    chain = build_chain(reference, llm=llm if shares_model else None, backend=LinksBackend())
+    # A reference that loads its own model would read the answer cache: timings must count the model.
+    chain = build_chain(reference, llm=llm if shares_model else None, backend=LinksBackend(), answer_cache_days=0)
     # torch's thread count is per process and load_llm sets it only when it builds a model: set the
     # reference's for its run and give whazzat's back after, so the later phases keep whazzat's.
     threads = torch.get_num_threads()
@@ -418,6 +431,82 @@ def _axesso_phase(
         figures["whazzat"].values["needs_per_s_axesso"] = round(len(batch_needs) / elapsed, 4)
 
 
+def _llamacpp_phase(
+    options: BenchOptions,
+    needs: list[str],
+    settings: Settings,
+    llm: Any,
+    whazzat: PipelineFigures,
+    hardware: Hardware | None,
+    say: Say,
+) -> LlamaCppPeer:
+    """Whazzat's chain with llama.cpp generating on the shipped GGUF: warm, the same needs one after
+    another, links backend; then llama.cpp's batch-1 decode rate. Skipped, saying why, when it cannot run."""
+    if "llamacpp" in options.skip:
+        return LlamaCppPeer(skipped="--skip llamacpp")
+    from agent.bench.llamacpp import skip_reason
+
+    reason = skip_reason(settings)
+    if reason is not None:
+        say(f"llama.cpp peer skipped: {reason}")
+        return LlamaCppPeer(skipped=reason)
+
+    import llama_cpp
+    import torch
+
+    from agent.bench.gguf_lora import gguf_lora
+    from agent.bench.hardware import DECODE_PROMPT
+    from agent.bench.llamacpp import LlamaCppLLM, decode_figures, gguf_weight_bytes_per_token, load_llama
+    from agent.models.llm import resolve_model
+    from agent.models.paths import embedded_gguf_path
+    from agent.pipeline.chain import build_chain
+    from tools.links import LinksBackend
+
+    base, adapter = resolve_model(settings)
+    lora, note = None, "none: base weights, as the whazzat side (no adapter)"
+    if adapter is not None:
+        say("llama.cpp peer: the adapter as a GGUF LoRA (converted once, then cached)")
+        converted = gguf_lora(Path(adapter), Path(base), settings.home_dir, options.llamacpp_source)
+        lora, note = converted.path, converted.note
+        if lora is None:
+            say(f"llama.cpp peer: {note}")
+    threads = torch.get_num_threads()  # what the whazzat rows ran with (load_llm set it from torch_threads)
+    gguf = embedded_gguf_path()
+    say(f"llama.cpp peer: loading {gguf.name} ({threads} thread(s))")
+    llama = load_llama(gguf, threads, lora, settings.seed)
+    tokenizer = llm.pipeline.tokenizer  # the chain's prompts and their token ids, exactly as whazzat's
+    peer_llm = LlamaCppLLM(llama=llama, tokenizer=tokenizer, seed=settings.seed)
+    chain = build_chain(settings, llm=peer_llm, backend=LinksBackend())
+    chain.invoke(WARMUP_NEED)
+    say(f"llama.cpp peer: {len(needs)} needs one after another, links backend")
+    peer_llm.reset_counts()
+    seconds, _, results = _timed_each(chain.invoke, needs)
+    decode = None
+    if hardware is not None:
+        say(f"llama.cpp peer: batch-1 decode rate ({options.decode_tokens} tokens)")
+        tokens = tokenizer(DECODE_PROMPT, add_special_tokens=False)["input_ids"]  # as the whazzat side's
+        weight_bytes = gguf_weight_bytes_per_token(gguf, lora)
+        decode = decode_figures(llama, tokens, hardware.bandwidth_gb_s, weight_bytes, options.decode_tokens)
+    products = {result.need: result.products for result in results}
+    peer = LlamaCppPeer(
+        version=llama_cpp.__version__,
+        gguf_file=gguf.name,
+        adapter=note,
+        adapter_applied=lora is not None,
+        n_threads=threads,
+        decode=decode,
+        latency_links=Latency.of(seconds),
+        products_per_need=round(sum(len(r.products) for r in results) / len(results), 2),
+        products=products,
+        same_products_as_whazzat=sum(whazzat.products.get(need) == found for need, found in products.items()),
+        products_jaccard_with_whazzat=round(mean_jaccard(products, whazzat.products), 4),
+        generated_tokens=peer_llm.generated_tokens,
+        generate_s=round(peer_llm.generate_s, 4),
+        chain_tokens_per_s=round(peer_llm.generated_tokens / max(peer_llm.generate_s, 1e-9), 2),
+    )
+    return peer.model_copy(update={"speedup": peer_speedups(whazzat, peer)})
+
+
 def _llm_cache(llm: Any) -> str | None:
     """The LLM answer cache in use, if any: with one, a repeated prompt costs no generation (say so)."""
     from langchain_core.globals import get_llm_cache
@@ -512,6 +601,8 @@ def run_bench(options: BenchOptions, say: Say = lambda message: None) -> BenchRe
     quality = _quality(options, settings, items, llm, say) if options.quality else None
 
     baseline_figures, whazzat_figures = figures["baseline"].build(), figures["whazzat"].build()
+    bench_peak_rss = own_peak_rss_bytes()  # both pipelines loaded; the peer's model is not counted
+    peer = _llamacpp_phase(options, needs, settings, llm, whazzat_figures, hardware, say)
     return BenchResult(
         command=options.command,
         started_at=started_at,
@@ -530,7 +621,8 @@ def run_bench(options: BenchOptions, say: Say = lambda message: None) -> BenchRe
         baseline=baseline_figures,
         whazzat=whazzat_figures,
         speedup=speedups(baseline_figures, whazzat_figures),
-        bench_peak_rss_mb=round(own_peak_rss_bytes() / 1e6, 1),
+        bench_peak_rss_mb=round(bench_peak_rss / 1e6, 1),
         quality=quality,
         reference=reference_latency,
+        llamacpp=peer,
     )

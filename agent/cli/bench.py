@@ -6,6 +6,7 @@
     whazzat bench --set quantize=int8 --quality --compare-set quantize=none   # and their quality
     whazzat bench --compare-set memory_mode=model    # the default's latency against the model alone
     whazzat bench --skip load --skip rss --delay 0.2                     # a quicker partial run
+    whazzat bench --llamacpp-source llama_cpp_python-0.3.36.tar.gz   # the llama.cpp peer with the adapter
     whazzat bench-levers --lever int8 --lever int8-static-cache         # decode rate per lever
 
 Light to import (typer and pydantic only): torch and the models load inside the commands. Register with
@@ -26,7 +27,7 @@ import typer
 from agent.bench.decode_levers import LEVERS
 from agent.cli.common import fail, quiet_libraries
 
-SKIP_CHOICES = ("load", "cli", "rss", "axesso", "decode")
+SKIP_CHOICES = ("load", "cli", "rss", "axesso", "decode", "llamacpp")
 
 
 def parse_assignments(pairs: list[str], flag: str) -> dict[str, Any]:
@@ -68,6 +69,7 @@ def _command_line(given: dict[str, Any]) -> str:
         ("adapter", "--adapter"),
         ("out", "--out"),
         ("batch_n", "--batch-n"),
+        ("llamacpp_source", "--llamacpp-source"),
     ):
         if given.get(name) is not None:
             words += [flag, str(given[name])]
@@ -168,12 +170,23 @@ def bench(
     cli_repeats: Annotated[
         int, typer.Option("--cli-repeats", min=1, help="CLI start time is the best of this many runs.")
     ] = 3,
+    llamacpp_source: Annotated[
+        Path | None,
+        typer.Option(
+            "--llamacpp-source",
+            help="A llama.cpp checkout or a llama-cpp-python sdist (.tar.gz): its convert_lora_to_gguf.py "
+            "converts the adapter for the llama.cpp peer, once (cached under WHAZZAT_HOME). Without one "
+            "and no cached conversion, the peer runs on the base weights and says so.",
+        ),
+    ] = None,
 ) -> None:
     """Benchmark Whazzat against the original project's way of working, on the same needs, warm.
 
     Reports p50/p95 latency per need (links and a local Axesso with an injected delay), needs/s in batch
     mode, batch-1 decode tokens/s against the memory-bandwidth bound, model load time (cold from GGUF,
-    warm), CLI start time, peak RSS, and the speed-up of each. Progress goes to stderr.
+    warm), CLI start time, peak RSS, and the speed-up of each. Progress goes to stderr. When
+    llama-cpp-python is installed (the llamacpp extra), also a llama.cpp peer: Whazzat's chain with
+    llama.cpp generating on the shipped GGUF, its s/need and decode tokens/s beside Whazzat's.
     """
     from pydantic import ValidationError
 
@@ -189,6 +202,8 @@ def bench(
     _check_settings({**overrides, **compare}, "--compare-set")
     if needs is not None and not needs.is_file():
         fail(f"--needs: no such file {needs}")
+    if llamacpp_source is not None and not llamacpp_source.exists():
+        fail(f"--llamacpp-source: no such file or folder {llamacpp_source}")
 
     from rich.console import Console
 
@@ -216,6 +231,7 @@ def bench(
             decode_tokens=decode_tokens,
             bandwidth_mb=bandwidth_mb,
             cli_repeats=cli_repeats,
+            llamacpp_source=llamacpp_source,
             command=_command_line(locals()),
         )
         result = run_bench(options, say)
