@@ -188,18 +188,34 @@ class WhazzatChain:
         n = self.settings.paraphrases
         if n == 0:
             return states
+        rewriting = [(state, config) for state, config, worth in zip(states, configs, self._worth_rewriting(states),
+                                                                     strict=True) if worth]
+        if not rewriting:
+            return states
         template = load_template("rewrite")
-        prompts = [render_prompt(self.tokenizer, "rewrite", need=s.need, n=n) for s in states]
+        prompts = [render_prompt(self.tokenizer, "rewrite", need=s.need, n=n) for s, _ in rewriting]
+        rewrite_configs = [config for _, config in rewriting]
         if self.settings.rewrite_strategy == "parallel":
-            answers = self._rewrite_in_parallel(prompts, configs, n)
+            answers = self._rewrite_in_parallel(prompts, rewrite_configs, n)
         else:
-            answers = self._generate(prompts, configs, self.settings.max_new_tokens_rewrite)
-        for state, answer in zip(states, answers, strict=True):
+            answers = self._generate(prompts, rewrite_configs, self.settings.max_new_tokens_rewrite)
+        for (state, _), answer in zip(rewriting, answers, strict=True):
             echoed = tuple(message["content"] for message in template.messages(need=state.need, n=n))
             state.paraphrases = parse_paraphrases(answer, state.need, n, echoed=echoed)
             if not state.paraphrases:
                 state.warnings.append(NO_PARAPHRASE_WARNING)
         return states
+
+    def _worth_rewriting(self, states: list[ChainState]) -> list[bool]:
+        """Whether paraphrasing each need can still help: not when the need memory already holds a need at
+        least ``rewrite_skip_similarity`` close, whose product types then carry the answer (one model call
+        instead of two). The needs are looked up in one search, kept for the retrieve stage."""
+        if not self.uses_memory or self.settings.rewrite_skip_similarity > 1:
+            return [True] * len(states)
+        found = self.memory.search([state.need for state in states], self.settings.neighbours_k)
+        for state, neighbours in zip(states, found, strict=True):
+            state.retrieved[state.need] = neighbours
+        return [not nearest or nearest[0].similarity < self.settings.rewrite_skip_similarity for nearest in found]
 
     def _rewrite_in_parallel(self, prompts: list[str], configs: list[RunnableConfig], n: int) -> list[str]:
         """N sampled answers per need, decoded side by side, each cut at its first line: N short
@@ -213,8 +229,10 @@ class WhazzatChain:
         return ["\n".join(first_lines[i * n:(i + 1) * n]) for i in range(len(prompts))]
 
     def _retrieve(self, states: list[ChainState], configs: list[RunnableConfig]) -> list[ChainState]:
-        """Look the need and each paraphrase up in the need memory: one search for the whole batch."""
-        asked = [(index, text) for index, state in enumerate(states) for text in state.asked]
+        """Look the need and each paraphrase up in the need memory: one search for the whole batch (the
+        needs the rewrite stage looked up already are not looked up again)."""
+        asked = [(index, text) for index, state in enumerate(states) for text in state.asked
+                 if text not in state.retrieved]
         found = self.memory.search([text for _, text in asked], self.settings.neighbours_k)
         for (index, text), neighbours in zip(asked, found, strict=True):
             states[index].retrieved[text] = neighbours
