@@ -218,28 +218,25 @@ def test_killed_process_resumes_without_redoing_or_losing(tmp_path: Path, use_ll
             settings, llm=llm, backend=backend, similarity=exact_similarity, **o)
         typer.run(batch)
     """)
+    kill_9_after(script, [needs_file, "--out", out, "-p", "0", "--chunk-size", "4", "-q"], out, lines=8)
+    done_before = [record["need"] for record in read_jsonl(out)]
+    assert 8 <= len(done_before) < 50
+
+    result = run(needs_file, "--out", out, "-p", "0", "--resume")
+    assert result.exit_code == 0, result.output
+    assert [record["need"] for record in read_jsonl(out)] == NEEDS
+    assert f"{len(done_before)} already in" in result.stderr
+
+
+def kill_9_after(script: str, args: list[object], out: Path, lines: int) -> None:
+    """Run ``python -c script *args`` (a batch), and ``kill -9`` it once ``out`` holds ``lines`` records."""
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            script,
-            str(needs_file),
-            "--out",
-            str(out),
-            "-p",
-            "0",
-            "--chunk-size",
-            "4",
-            "-q",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        [sys.executable, "-c", script, *map(str, args)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and process.poll() is None:
-            if out.exists() and len(out.read_bytes().splitlines()) >= 8:
+            if out.exists() and len(out.read_bytes().splitlines()) >= lines:
                 break
             time.sleep(0.05)
         assert process.poll() is None, process.stderr.read().decode()
@@ -249,13 +246,6 @@ def test_killed_process_resumes_without_redoing_or_losing(tmp_path: Path, use_ll
         if process.poll() is None:
             process.kill()
         process.stderr.close()
-    done_before = [record["need"] for record in read_jsonl(out)]
-    assert 8 <= len(done_before) < 50
-
-    result = run(needs_file, "--out", out, "-p", "0", "--resume")
-    assert result.exit_code == 0, result.output
-    assert [record["need"] for record in read_jsonl(out)] == NEEDS
-    assert f"{len(done_before)} already in" in result.stderr
 
 
 # --- bad rows ---------------------------------------------------------------------------------------------

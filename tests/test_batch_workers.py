@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -26,7 +24,7 @@ from agent.core.config import Settings
 from agent.core.errors import ModelLoadError
 from tests.conftest import exact_similarity
 from tests.fakes import FakeWhazzatLLM
-from tests.test_batch import NEEDS, ROOT, fake_llm_for, read_jsonl, run, write_needs
+from tests.test_batch import NEEDS, ROOT, fake_llm_for, kill_9_after, read_jsonl, run, write_needs
 from tools.base import SearchBackend
 
 WORK = NEEDS[:24]  # 6 chunks of 4
@@ -224,25 +222,7 @@ def test_kill_9_of_the_batch_stops_its_workers_and_resume_finishes(tmp_path: Pat
         typer.run(agent.cli.batch.batch)
     """)
     args = [needs_file, "--out", out, "-p", "0", "--chunk-size", "2", "--workers", "2", "-q"]
-    process = subprocess.Popen(
-        [sys.executable, "-c", script, *map(str, args)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            if out.exists() and len(out.read_bytes().splitlines()) >= 6:
-                break
-            time.sleep(0.05)
-        assert process.poll() is None, process.stderr.read().decode()
-        process.kill()
-        process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.stderr.close()
+    kill_9_after(script, args, out, lines=6)
     done = needs_of(out)
     assert 6 <= len(done) < len(WORK) and done == WORK[: len(done)]
 

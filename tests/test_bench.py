@@ -20,24 +20,9 @@ import typer
 from typer.testing import CliRunner
 
 from agent.bench.figures import BenchResult, Latency, PipelineFigures, percentile, speedups
-from tests.tiny_models import make_tiny_llama
+from tests.tiny_models import make_random_lora, make_tiny_llama
 
 NEEDS = ["something to dig food", "a quiet fan for my bedroom", "gift for a dad who loves fishing"]
-
-
-def make_random_lora(base: Path, out: Path, seed: int = 1) -> Path:
-    """A LoRA adapter with random (non-zero) B matrices, so merging it changes the weights."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(base)
-    config = LoraConfig(
-        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False
-    )
-    get_peft_model(model, config).save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -34,10 +34,9 @@ from agent.ui.services import Services
 
 log = logging.getLogger(__name__)
 
-#: Chain stage -> step title. "load" and "queue" are the UI's own waits, shown the same way.
+#: Chain stage -> step title. "load" is the UI's own wait (the model loading), shown the same way.
 STEP_TITLES: dict[str, str] = {
     "load": "Load the model",
-    "queue": "Wait for another answer",
     "rewrite": "Rewrite",
     "suggest": "Suggest",
     "retrieve": "Similar needs",
@@ -129,7 +128,6 @@ def describe(event: StageEvent, settings: Settings) -> str:
     if event.kind == "start":
         return {
             "load": "Loading the language model (once per server; the first time takes a minute)...",
-            "queue": "Another chat is using the model; yours is next...",
             "rewrite": f"Asking the model for {settings.paraphrases} other ways to say your need...",
             "retrieve": "Looking up similar needs I already know...",
             "suggest": "Asking the model which product types answer each phrasing...",
@@ -139,8 +137,6 @@ def describe(event: StageEvent, settings: Settings) -> str:
         }.get(stage, "")
     if stage == "load":
         return "The model is loaded; every chat on this server shares it."
-    if stage == "queue":
-        return "Your turn."
     if stage == "rewrite":
         paraphrases = data.get("paraphrases") or []
         if not paraphrases:
