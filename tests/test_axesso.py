@@ -170,6 +170,7 @@ def test_5xx_every_time_falls_back_to_a_link_after_max_attempts(server, settings
     assert outcome.warnings == [
         "Axesso failed (HTTP 503 after 3 attempts) for 'garden trowel'; showing Amazon search links instead."
     ]
+    assert outcome.outages == outcome.warnings  # Axesso did not answer: the UI says so at once
 
 
 def test_read_timeout_is_retried(server, tmp_path, slow_handler):
@@ -193,7 +194,7 @@ def test_read_timeout_every_time_falls_back(server, tmp_path, slow_handler):
         "Axesso could not be reached (timed out after 2 attempts) for 'garden trowel'; "
         "showing Amazon search links instead."
     )
-    assert outcome.warnings == [expected]
+    assert outcome.warnings == [expected] == outcome.outages
     assert outcome.calls == 2 == handler.arrived and outcome.listings[0].url.startswith(
         "https://www.amazon.com/s?"
     )
@@ -208,6 +209,7 @@ def test_server_down_still_answers_with_links(tmp_path):
     ]
     assert len(outcome.warnings) == 1  # one warning for the same reason, naming both types
     assert "'garden trowel', 'kneeling pad'" in outcome.warnings[0]
+    assert outcome.outages == outcome.warnings
 
 
 # --- answers that are not results -----------------------------------------------------------------------
@@ -219,6 +221,7 @@ def test_malformed_json_is_not_retried_nor_cached(server, settings):
     outcome = backend.search(q())
     assert calls(server) == 1
     assert "malformed JSON" in outcome.warnings[0]
+    assert outcome.outages == outcome.warnings
     backend.search(q())
     assert calls(server) == 2  # not cached
 
@@ -228,6 +231,7 @@ def test_empty_results_fall_back_to_a_link_and_are_cached(server, settings):
     outcome = make_backend(settings).search(q())
     assert outcome.listings[0].url == "https://www.amazon.com/s?k=garden+trowel"
     assert "found no listings" in outcome.warnings[0]
+    assert outcome.outages == []  # Axesso answered: nothing is down
     again = make_backend(settings).search(q())
     assert calls(server) == 1 and again.cache_hits == 1
 
@@ -262,6 +266,7 @@ def test_4xx_is_not_retried(server, settings, status, body, expected):
     outcome = make_backend(settings).search(q())
     assert calls(server) == 1 and outcome.calls == 1
     assert expected in outcome.warnings[0]
+    assert outcome.outages == []  # Axesso answered, with a refusal: the warning says what to fix
     assert outcome.listings[0].url == "https://www.amazon.com/s?k=garden+trowel"
 
 
@@ -294,7 +299,7 @@ def test_missing_key_makes_no_call_and_warns_once(server, tmp_path):
         "Axesso is not used (RAPIDAPI_KEY is not set: get a key for the Axesso Amazon Data Service on "
         "rapidapi.com); showing Amazon search links instead."
     )
-    assert outcome.warnings == [expected]
+    assert outcome.warnings == [expected] and outcome.outages == []
     # Account-wide problems name no product type, so separate searches warn alike (shown once).
     assert make_backend(settings).search(q("garden gloves")).warnings == outcome.warnings
 

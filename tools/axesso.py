@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from agent.core.concurrency import map_in_threads
 from agent.core.http import HttpPolicy
 from agent.core.schemas import Listing
-from tools.axesso_client import AxessoClient, AxessoError, AxessoNotFound
+from tools.axesso_client import AxessoClient, AxessoError, AxessoNotFound, AxessoUnavailable
 from tools.axesso_parse import AxessoApiError, AxessoFormatError, parse_search
 from tools.base import SearchBackend, SearchOutcome, SearchQuery
 from tools.cache import DiskCache
@@ -67,6 +67,7 @@ class _Found:
     cache_hit: bool = False
     problem: str | None = None  # set when we fell back to a search link
     everywhere: bool = False  # the problem is the account's, not this product type's
+    outage: bool = False  # Axesso did not answer at all (SearchOutcome.outages)
 
 
 class AxessoBackend(SearchBackend):
@@ -125,7 +126,7 @@ class AxessoBackend(SearchBackend):
             logger.warning(
                 "Axesso search for %r failed unexpectedly: %s", query.keyword, type(error).__name__
             )
-            return self._fall_back(query, f"failed unexpectedly ({type(error).__name__})")
+            return self._fall_back(query, f"failed unexpectedly ({type(error).__name__})", outage=True)
 
     def _find_or_raise(self, query: SearchQuery) -> _Found:
         if self._client is None:
@@ -142,7 +143,10 @@ class AxessoBackend(SearchBackend):
         except AxessoNotFound as error:
             return self._fall_back(query, _NO_LISTINGS, calls=error.calls)
         except AxessoError as error:
-            return self._fall_back(query, error.reason, calls=error.calls, everywhere=error.everywhere)
+            return self._fall_back(
+                query, error.reason, calls=error.calls, everywhere=error.everywhere,
+                outage=isinstance(error, AxessoUnavailable),
+            )
         try:
             listings = self._listings(query, payload)
         except AxessoApiError as error:
@@ -176,10 +180,10 @@ class AxessoBackend(SearchBackend):
         return _Found(listings=listings, calls=calls, cache_hit=cache_hit)
 
     def _fall_back(
-        self, query: SearchQuery, problem: str, *, calls: int = 0, everywhere: bool = False
+        self, query: SearchQuery, problem: str, *, calls: int = 0, everywhere: bool = False, outage: bool = False
     ) -> _Found:
         listings = self._fallback.search(query).listings
-        return _Found(listings=listings, calls=calls, problem=problem, everywhere=everywhere)
+        return _Found(listings=listings, calls=calls, problem=problem, everywhere=everywhere, outage=outage)
 
     # --- bookkeeping ---------------------------------------------------------------------------------
     def _remember_budget(self) -> None:
@@ -196,17 +200,19 @@ class AxessoBackend(SearchBackend):
         warning from separate searches reads the same and can be shown once.
         """
         outcome = SearchOutcome()
-        problems: dict[tuple[str, bool], list[str]] = {}
+        problems: dict[tuple[str, bool, bool], list[str]] = {}
         for query, item in zip(queries, found, strict=True):
             outcome.listings.extend(item.listings)
             outcome.calls += item.calls
             outcome.cache_hits += int(item.cache_hit)
             if item.problem is not None:
-                problems.setdefault((item.problem, item.everywhere), []).append(query.keyword)
-        for (problem, everywhere), keywords in problems.items():
+                problems.setdefault((item.problem, item.everywhere, item.outage), []).append(query.keyword)
+        for (problem, everywhere, outage), keywords in problems.items():
             where = "" if everywhere else " for " + ", ".join(f"'{keyword}'" for keyword in keywords)
-            warning = f"Axesso {problem}{where}; showing Amazon search links instead."
-            outcome.warnings.append(_scrub(warning, self._key))
+            warning = _scrub(f"Axesso {problem}{where}; showing Amazon search links instead.", self._key)
+            outcome.warnings.append(warning)
+            if outage:
+                outcome.outages.append(warning)
         return outcome
 
 

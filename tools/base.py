@@ -31,6 +31,11 @@ class SearchOutcome(BaseModel):
 
     listings: list[Listing] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    outages: list[str] = Field(
+        default_factory=list,
+        description="The warnings that say the backend did not answer at all (network down, timeouts, 5xx or "
+        "429 after every retry, a body that is not JSON), as against one product type finding nothing.",
+    )
     calls: int = Field(default=0, description="Remote calls made (0 for local backends and cache hits).")
     cache_hits: int = 0
 
@@ -52,6 +57,7 @@ class SearchBackend(ABC):
             outcome = self.search(query)
             merged.listings.extend(outcome.listings)
             merged.warnings.extend(outcome.warnings)
+            merged.outages.extend(outcome.outages)
             merged.calls += outcome.calls
             merged.cache_hits += outcome.cache_hits
         return merged

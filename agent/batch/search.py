@@ -90,4 +90,5 @@ class SharedSearch(SearchBackend):
                     for listing in answer.listings
                 )
                 merged.warnings.extend(w for w in answer.warnings if w not in merged.warnings)
+                merged.outages.extend(w for w in answer.outages if w not in merged.outages)
         return merged

@@ -74,6 +74,9 @@ class Recommendation(BaseModel):
     suggestions: list[Suggestion] = Field(default_factory=list)
     listings: list[Listing] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    search_outages: list[str] = Field(
+        default_factory=list, description="The warnings saying the search backend did not answer at all."
+    )
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per stage.")
 
     @property

@@ -360,6 +360,7 @@ class WhazzatChain:
             outcome = self.backend.search_many(per_need)
             state.listings = list(outcome.listings)
             state.warnings.extend(outcome.warnings)
+            state.search_outages.extend(outcome.outages)
         return states
 
     def _rank(self, states: list[ChainState], configs: list[RunnableConfig]) -> list[ChainState]:

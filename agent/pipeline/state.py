@@ -41,6 +41,8 @@ class ChainState:
     suggestions: list[Suggestion] = field(default_factory=list)
     listings: list[Listing] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: The search warnings that say the backend did not answer at all (also in ``warnings``).
+    search_outages: list[str] = field(default_factory=list)
     #: Stage name -> seconds (a batch shares one figure per stage: the stage's wall time).
     timings: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
@@ -59,5 +61,6 @@ class ChainState:
             suggestions=self.suggestions,
             listings=self.listings,
             warnings=self.warnings,
+            search_outages=self.search_outages,
             timings=timings,
         )

@@ -223,8 +223,11 @@ async def answer_need(state: ChatState, text: str, services: Services) -> None:
         answer = _shown(result, settings, result.listings)
         state.start_need(answer, found, settings.budget)
         seconds = result.timings.get("total", 0.0)
+        # The first outage was said already, as soon as the search ended (_early_answers).
+        said = search_trouble(result.search_outages)
+        warnings = [warning for warning in result.warnings if warning != said]
         await show_answer(message, f"Worked on “{escape_text(need, 120)}” for {seconds:.0f} s:", answer,
-                          _answer_markdown(answer, warnings=result.warnings))
+                          _answer_markdown(answer, warnings=warnings))
 
 
 def _early_answers(settings: Settings) -> EventHook:
@@ -236,7 +239,7 @@ def _early_answers(settings: Settings) -> EventHook:
             return
         if event.stage == "fuse" and view.suggestions:
             await say(product_types_line(view.suggestions))
-        elif event.stage == "search" and (trouble := search_trouble(event.data.get("warnings") or [])):
+        elif event.stage == "search" and (trouble := search_trouble(event.data.get("search_outages") or [])):
             await say(unavailable_note(trouble, settings))
 
     return on_event
@@ -334,7 +337,7 @@ async def _search_page(
     except Exception as error:  # a backend must not raise; if one does anyway, the user is told
         log.error("The %s search failed", settings.backend, exc_info=error)
         return SearchOutcome(), failed_detail(failed_reason(type(error).__name__), settings)
-    return outcome, search_trouble(outcome.warnings)
+    return outcome, search_trouble(outcome.outages)
 
 
 def _shown(result: Recommendation, settings: Settings, listings: list[Listing]) -> ShownAnswer:

@@ -1,12 +1,11 @@
 """Tell the user when the search backend is down, and still answer with the product types.
 
 Backends never raise for a remote failure (``tools.base.SearchBackend``): Axesso falls back to search
-links and says why in a warning. The warnings are text only, so a backend that did not answer (network
-down, timeouts, 5xx or 429 after every retry, a body that is not JSON) is told apart from an ordinary
-warning (no results for one product type, no key configured) by the phrases ``tools/axesso*.py`` use.
-The UI tests run the real Axesso backend against a refused port, a 503 and a timeout, so a change of
-wording there fails them. A backend that raises anyway, or hangs, ends in
-:class:`~agent.ui.stage_steps.SearchFailed`, answered here with search links for the product types.
+links, says why in a warning, and lists the warnings that mean it did not answer at all (network down,
+timeouts, 5xx or 429 after every retry, a body that is not JSON) in ``SearchOutcome.outages``, as
+against an ordinary warning (no results for one product type, no key configured). A backend that raises
+anyway, or hangs, ends in :class:`~agent.ui.stage_steps.SearchFailed`, answered here with search links
+for the product types.
 """
 
 from __future__ import annotations
@@ -19,15 +18,11 @@ from agent.ui.cards import escape_text
 
 #: What the warning says first; the browser test looks for exactly this text.
 SEARCH_UNAVAILABLE = "Search unavailable"
-#: Phrases of backend warnings that mean the backend did not answer (see the module docstring).
-DOWN_PHRASES = (
-    "could not be reached", "is rate-limited", "failed (HTTP", "malformed JSON", "failed unexpectedly",
-)
 
 
-def search_trouble(warnings: Sequence[str]) -> str | None:
+def search_trouble(outages: Sequence[str]) -> str | None:
     """The first warning saying the search backend did not answer, or None."""
-    return next((w for w in warnings if any(phrase in w for phrase in DOWN_PHRASES)), None)
+    return next(iter(outages), None)
 
 
 def unavailable_note(detail: str, settings: Settings, *, links: bool = True) -> str:

@@ -70,7 +70,7 @@ def snapshot(stage: str, kind: str, state: Any) -> dict[str, Any]:
         "retrieve": ("neighbours",),
         "suggest": ("proposals",),
         "fuse": ("suggestions", "paraphrases"),
-        "search": ("listings", "warnings"),
+        "search": ("listings", "warnings", "search_outages"),
         "rank": ("listings",),
     }.get(stage, ())
     return {key: copy.deepcopy(getattr(state, key)) for key in keys}
