@@ -1,8 +1,9 @@
 """``whazzat bench`` on a tiny random Llama: behaviour only, never timings.
 
 The whole bench runs once (module fixture, a child process like a user's) on 2 needs with a 0.01 s Axesso
-delay and must print exactly one JSON object with every figure present; a second, partial run adds a
-``--compare-set`` reference and must report its latency too. The other tests check the parts:
+delay and must print exactly one JSON object with every figure present, the real ``whazzat batch --workers 2``
+row included; a second, partial run adds a ``--compare-set`` reference and must report its latency too (and
+leaves the workers row out with ``--skip workers``). The other tests check the parts:
 the bound's arithmetic, the baseline's way of working, the fake Axesso, and that the fast settings give
 the same greedy answers as the slow ones where they should (merged vs unmerged adapter, batched vs alone).
 """
@@ -143,7 +144,7 @@ def compare_run(
     command = [sys.executable, "-m", "agent", "bench", "--model", str(tiny[0]), "--adapter", str(tiny[1])]
     command += ["--n", "2", "--json", "--set", "paraphrases=1", "--set", "semantic_dedup=false"]
     command += ["--set", "memory_mode=model", "--compare-set", "paraphrases=0"]
-    for part in ("load", "cli", "rss", "axesso", "decode"):
+    for part in ("load", "cli", "rss", "axesso", "decode", "workers"):
         command += ["--skip", part]
     env = _child_env(root)
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
@@ -168,6 +169,29 @@ def test_compare_set_times_the_reference_right_after_whazzat(compare_run, capsys
     print_table(result)  # the table shows it as a row under whazzat's own p50
     table = capsys.readouterr().out
     assert "reference paraphrases=0" in table and "p50 latency per need, links" in table
+
+
+def test_skip_workers_leaves_the_row_out_and_says_so(compare_run, capsys, monkeypatch) -> None:
+    from agent.bench.figures import print_table
+
+    monkeypatch.setenv("COLUMNS", "200")
+    result = BenchResult.model_validate_json(compare_run.stdout)
+    assert "workers" in result.skipped and "--skip workers" in result.command
+    assert result.workers is not None and result.workers.skipped == "--skip workers"
+    assert result.workers.needs_per_s_workers is None and result.workers.wall_s is None
+    assert result.speedup["needs_per_s_workers"] is None
+    assert "whazzat batch --workers" not in compare_run.stderr  # no child was started
+    print_table(result)
+    table = capsys.readouterr().out
+    assert "--workers row skipped: --skip workers" in table and "links, --workers" not in table
+
+
+def test_workers_zero_is_a_skip_too() -> None:
+    from agent.bench.workers_row import workers_row
+
+    said: list[str] = []
+    row = workers_row(0, False, NEEDS, {}, said.append)
+    assert row.skipped == "--workers 0" and row.needs_per_s_workers is None and said == []
 
 
 def test_a_reference_with_other_model_settings_loads_its_own(tiny: tuple[Path, Path]) -> None:
@@ -205,6 +229,121 @@ def test_progress_goes_to_stderr(bench_run) -> None:
         "batch mode",
     ):
         assert phase in stderr
+
+
+# --- the --workers row ------------------------------------------------------------------------------------
+def test_workers_row_times_the_real_batch_command(bench_run, tiny, capsys, monkeypatch) -> None:
+    from agent.bench.figures import print_table
+
+    monkeypatch.setenv("COLUMNS", "200")
+    done, _ = bench_run
+    result = BenchResult.model_validate_json(done.stdout)
+    workers = result.workers
+    assert workers is not None and workers.skipped is None and workers.failed is None, workers
+    assert (workers.workers, workers.needs, workers.records) == (2, 3, 3)  # the --batch-n needs, one each
+    assert workers.needs_per_s_workers > 0 and workers.wall_s > 0
+    assert workers.command == "whazzat batch needs.txt --out out.jsonl --workers 2 --quiet"
+    env = workers.environment  # the whazzat side's settings, and generation, not answer-cache reads
+    assert env["WHAZZAT_MODEL"] == str(tiny[0]) and env["WHAZZAT_ADAPTER"] == str(tiny[1])
+    assert env["WHAZZAT_PARAPHRASES"] == "1" and env["WHAZZAT_MEMORY_MODE"] == "model"
+    assert env["WHAZZAT_ANSWER_CACHE_DAYS"] == "0" and env["WHAZZAT_BACKEND"] == "links"
+    assert result.speedup["needs_per_s_workers"] == pytest.approx(
+        workers.needs_per_s_workers / result.baseline.needs_per_s_links, rel=1e-2
+    )
+    assert "whazzat batch --workers 2, 3 needs" in done.stderr
+    print_table(result)
+    table = capsys.readouterr().out
+    assert "batch needs/s, links, --workers 2" in table and "each worker's model load included" in table
+
+
+#: A stand-in for ``whazzat batch``: copies the needs file to JSON records, after checking the settings it
+#: was given; argv: needs file, out file, then what to do (ok, short, errors).
+_FAKE_BATCH = r"""
+import json, os, sys
+needs = open(sys.argv[1], encoding="utf-8").read().splitlines()
+if os.environ["WHAZZAT_ANSWER_CACHE_DAYS"] != "0" or os.environ["WHAZZAT_BACKEND"] != "links":
+    sys.exit("the answer cache is on or the backend is not links")
+if os.environ.get("WHAZZAT_PARAPHRASES") != "3" or os.environ.get("WHAZZAT_NO_ADAPTER") != "true":
+    sys.exit("the whazzat side's settings did not arrive")
+if sys.argv[3] == "short":
+    needs = needs[:1]
+failed = sys.argv[3] == "errors"
+records = [{"need": need, "error": "model crashed"} if failed else {"need": need} for need in needs]
+with open(sys.argv[2], "w", encoding="utf-8") as out:
+    out.writelines(json.dumps(record) + "\n" for record in records)
+"""
+
+
+def _fake_batch(mode: str):
+    return lambda needs, out, workers: [sys.executable, "-c", _FAKE_BATCH, str(needs), str(out), mode]
+
+
+_OVERRIDES = {"paraphrases": "3", "no_adapter": True, "answer_cache_days": "30", "backend": "axesso"}
+
+
+def test_workers_row_gives_the_child_the_settings_and_counts_its_records() -> None:
+    from agent.bench.workers_row import run_workers_batch
+
+    row = run_workers_batch(NEEDS, _OVERRIDES, 2, command=_fake_batch("ok"))
+    assert row.failed is None, row.failed
+    assert row.records == 3 and row.needs == 3 and row.needs_per_s_workers > 0
+    assert row.environment["WHAZZAT_ANSWER_CACHE_DAYS"] == "0"  # forced over the bench's own --set
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [("short", "1 records for 3 needs"), ("errors", "3 of 3 records are errors, e.g. model crashed")],
+)
+def test_a_batch_without_one_good_record_per_need_gives_no_rate(mode: str, reason: str) -> None:
+    from agent.bench.workers_row import run_workers_batch
+
+    row = run_workers_batch(NEEDS, _OVERRIDES, 2, command=_fake_batch(mode))
+    assert row.needs_per_s_workers is None and row.failed is not None and reason in row.failed
+
+
+def test_a_failing_batch_gives_its_last_stderr_line_not_a_traceback(bench_run, capsys, monkeypatch) -> None:
+    from agent.bench.figures import print_table
+    from agent.bench.workers_row import run_workers_batch
+
+    stderr = 'Loading: 9%\rLoading: 100%\nTraceback (most recent call last):\n  File "x.py"\n'
+    stderr += "MemoryError: out of memory\n"
+    crash = f"import sys; sys.stderr.write({stderr!r}); sys.exit(3)"
+    row = run_workers_batch(NEEDS, {}, 2, command=lambda *_: [sys.executable, "-c", crash])
+    assert row.failed == "exit 3: MemoryError: out of memory"
+    assert row.needs_per_s_workers is None and row.wall_s > 0
+    stuck = run_workers_batch(
+        NEEDS, {}, 2, command=lambda *_: [sys.executable, "-c", "import time; time.sleep(30)"], timeout_s=0.5
+    )
+    assert stuck.failed is not None and "no result after 0.5 s" in stuck.failed
+    # The table shows the row as failed and says why, and the bench's speed-up has no figure for it.
+    monkeypatch.setenv("COLUMNS", "200")
+    result = BenchResult.model_validate_json(bench_run[0].stdout)
+    failed = result.model_copy(
+        update={"workers": row, "speedup": {**result.speedup, "needs_per_s_workers": None}}
+    )
+    print_table(failed)
+    table = capsys.readouterr().out
+    assert "--workers 2 row failed: exit 3: MemoryError: out of memory" in table
+    assert "Traceback" not in table
+    line = next(line for line in table.splitlines() if "links, --workers 2" in line)
+    assert "failed" in line
+
+
+def test_workers_option_reaches_the_bench(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.bench import runner
+
+    seen = {}
+
+    def capture(options, say):
+        seen["options"] = options
+        raise runner.BenchError("stop here")
+
+    monkeypatch.setattr(runner, "run_bench", capture)
+    assert CliRunner().invoke(_app(), ["--n", "1", "--workers", "3"]).exit_code == 2
+    assert seen["options"].workers == 3 and "--workers 3" in seen["options"].command
+    assert CliRunner().invoke(_app(), ["--n", "1"]).exit_code == 2
+    assert seen["options"].workers == 2 and "--workers" not in seen["options"].command  # the default
+    assert CliRunner().invoke(_app(), ["--workers", "-1"]).exit_code == 2
 
 
 # --- figures ---------------------------------------------------------------------------------------------
@@ -269,6 +408,28 @@ def test_decode_rate_is_measured_against_a_positive_bound(tiny: tuple[Path, Path
     figures = decode_figures(model, tokenizer, bandwidth_gb_s=10.0, new_tokens=4)
     assert figures.tokens_per_s > 0 and figures.bound_tokens_per_s > 0 and figures.fraction_of_bound > 0
     assert figures.bound_tokens_per_s == pytest.approx(10e9 / figures.weight_bytes_per_token, rel=1e-3)
+    assert figures.step_ms is None  # the step split is asked for
+
+    split = decode_figures(model, tokenizer, bandwidth_gb_s=10.0, new_tokens=4, split_step=True)
+    assert split.linear_layers == 2 * 7 + 1 and 0 < split.linear_layers_ms and 0 < split.step_ms
+
+
+def test_the_decode_gap_to_llama_cpp_is_told_from_the_measured_step_split() -> None:
+    from agent.bench.figures import Decode, LlamaCppPeer, decode_gap
+
+    def decode(rate: float, **split: float) -> Decode:
+        return Decode(new_tokens=8, tokens_per_s=rate, weight_bytes_per_token=10**8, bound_tokens_per_s=100.0,
+                      fraction_of_bound=rate / 100, **split)
+
+    whazzat = PipelineFigures.model_construct(decode=decode(40.0, step_ms=25.0, linear_layers_ms=15.0,
+                                                            linear_layers=211))
+    peer = LlamaCppPeer.model_construct(decode=decode(100.0))
+    why = decode_gap(peer, whazzat)
+    assert why is not None
+    assert "llama.cpp 10.0 ms in all" in why and "whazzat 25.0 ms" in why
+    assert "15.0 ms in its 211 linear layers" in why and "1.50x llama.cpp's whole step" in why
+    assert "10.0 ms in the rest" in why
+    assert decode_gap(peer, PipelineFigures.model_construct(decode=decode(40.0))) is None  # no split measured
 
 
 @pytest.mark.parametrize("lever", ["int8", "int8-dynamic", "int8-static-cache", "bf16"])

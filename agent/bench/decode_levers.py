@@ -5,8 +5,9 @@
 
 ``whazzat bench`` measures the default settings; this measures the levers the speed issue lists (static
 KV cache, ``torch.compile``, quantised engines, bf16), one fresh model per lever, so each can be kept or
-dropped on a figure. It also splits one decode step into its int8 linear layers and the rest, which says
-how much any lever outside the matrix products could win. Run it on a quiet machine.
+dropped on a figure. For int8 it also splits one decode step into its linear layers and the rest
+(:func:`agent.bench.hardware.step_split_ms`), which says how much any lever outside the matrix products
+could win. Run it on a quiet machine.
 """
 
 from __future__ import annotations
@@ -39,30 +40,6 @@ def _prepare(lever: str, model: Any) -> Any:
     return model
 
 
-def step_split_ms(model: Any, tokenizer: Any, steps: int = 32) -> dict[str, float]:
-    """Milliseconds of one decode step (batch 1, cached), and of its linear layers called alone."""
-    import torch
-    from transformers import DynamicCache
-
-    ids = tokenizer("a gift for a dad who loves fishing", return_tensors="pt").input_ids
-    with torch.inference_mode():
-        cache = DynamicCache(config=model.config)
-        token = model(input_ids=ids, cache=cache).logits[:, -1:].argmax(-1)
-        started = time.perf_counter()
-        for _ in range(steps):
-            token = model(input_ids=token, cache=cache).logits[:, -1:].argmax(-1)
-        step = (time.perf_counter() - started) / steps
-        linears = [m for m in model.modules() if hasattr(m, "in_features") and hasattr(m, "out_features")]
-        inputs = {m.in_features: torch.randn(1, 1, m.in_features) for m in linears}
-        started = time.perf_counter()
-        for _ in range(steps):
-            for module in linears:
-                module(inputs[module.in_features])
-        linear = (time.perf_counter() - started) / steps
-    return {"step_ms": round(step * 1e3, 2), "linear_layers_ms": round(linear * 1e3, 2),
-            "linear_layers": len(linears)}
-
-
 def measure(lever: str, bandwidth_gb_s: float, new_tokens: int, **overrides: Any) -> dict[str, Any]:
     """One lever on a freshly loaded model: load, prepare, decode rate, and the step split for int8.
 
@@ -85,7 +62,7 @@ def measure(lever: str, bandwidth_gb_s: float, new_tokens: int, **overrides: Any
         started = time.perf_counter()
         model = _prepare(lever, model)
         # The bench's own measurement against the bound; its warm-up run triggers a compile.
-        decode = decode_figures(model, tokenizer, bandwidth_gb_s, new_tokens)
+        decode = decode_figures(model, tokenizer, bandwidth_gb_s, new_tokens, split_step=lever == "int8")
         prepare_and_measure_s = time.perf_counter() - started
         row: dict[str, Any] = {
             "lever": lever,
@@ -94,8 +71,6 @@ def measure(lever: str, bandwidth_gb_s: float, new_tokens: int, **overrides: Any
             "prepare_and_measure_s": round(prepare_and_measure_s, 1),
             "torch_threads": torch.get_num_threads(),
         }
-        if lever == "int8":
-            row.update(step_split_ms(model, tokenizer))
         return row
     finally:  # leave the process as it was (the bench and the tests measure more after this)
         torch.backends.quantized.engine = engine

@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 4  # 2: needs.batch_count (--batch-n); 3: reference (--compare-set latency); 4: llamacpp
+SCHEMA_VERSION = 5  # 2: needs.batch_count (--batch-n); 3: reference (--compare-set latency); 4: llamacpp;
+# 5: workers (whazzat batch --workers N)
 
 
 class _Strict(BaseModel):
@@ -57,6 +58,13 @@ class Decode(_Strict):
     )
     bound_tokens_per_s: float = Field(description="Memory bandwidth / weight bytes per token.")
     fraction_of_bound: float = Field(description="tokens_per_s / bound_tokens_per_s.")
+    # Why a rate is what it is: one cached batch-1 step, and its linear layers called alone on the same
+    # shapes. None for llama.cpp, whose step is 1000 / tokens_per_s ms.
+    step_ms: float | None = Field(default=None, description="One decode step, batch 1, cached.")
+    linear_layers_ms: float | None = Field(
+        default=None, description="The step's linear layers (matrix products) called alone, one after another."
+    )
+    linear_layers: int | None = Field(default=None, description="How many linear layers one step calls.")
 
 
 class PipelineFigures(_Strict):
@@ -154,6 +162,41 @@ class ReferenceLatency(_Strict):
         description="Whazzat's links p50 / the reference's: 1.10 means whazzat is 10% slower per need, "
         "0.90 that it is 10% faster."
     )
+
+
+class WorkersBatch(_Strict):
+    """``whazzat batch --workers N`` over the batch-mode needs (:mod:`agent.bench.workers_row`): the real
+    command in a fresh process, links backend, answer cache off. Its wall time counts everything a user
+    waits for: process start, imports, each worker's model load, the answers and the writes. ``skipped``
+    or ``failed`` says why there is no rate."""
+
+    workers: int | None = Field(default=None, description="Model processes (--workers).")
+    needs: int | None = Field(default=None, description="Needs in the batch: the in-process batch row's.")
+    command: str | None = Field(default=None, description="The command the child ran, as a user types it.")
+    environment: dict[str, str] = Field(
+        default_factory=dict,
+        description="WHAZZAT_ variables the bench set for the child: the whazzat side's overrides, the "
+        "links backend, answer cache off (the rest of the environment is the bench's own).",
+    )
+    wall_s: float | None = Field(default=None, description="Wall time of the whole child process.")
+    needs_per_s_workers: float | None = Field(
+        default=None, description="needs / wall_s; None unless the output held one good record per need."
+    )
+    records: int | None = Field(default=None, description="Records found in the batch's output file.")
+    skipped: str | None = Field(default=None, description="Why it did not run (--skip workers, --workers 0).")
+    failed: str | None = Field(
+        default=None,
+        description="Why it gave no rate: the exit status and last stderr line, a timeout, or an output "
+        "without one good record per need.",
+    )
+
+
+def workers_speedup(baseline: PipelineFigures, workers: WorkersBatch | None) -> float | None:
+    """The workers rate over the baseline's one-after-another rate (None when either is missing)."""
+    ours = workers.needs_per_s_workers if workers is not None else None
+    if not ours or not baseline.needs_per_s_links:
+        return None
+    return round(ours / baseline.needs_per_s_links, 3)
 
 
 class LlamaCppPeer(_Strict):
@@ -271,6 +314,11 @@ class BenchResult(_Strict):
         default=None, description="The llama.cpp peer (its 'skipped' says why it did not run); None only "
         "in results older than schema 4."
     )
+    workers: WorkersBatch | None = Field(
+        default=None, description="whazzat batch --workers N in a fresh process (its 'skipped' or 'failed' "
+        "says why there is no rate); None only in results older than schema 5. Its speed-up over the "
+        "baseline's one-after-another rate is speedup['needs_per_s_workers']."
+    )
 
 
 #: (speed-up key, figure getter, True when higher is better).
@@ -339,6 +387,37 @@ def _reference_row(reference: ReferenceLatency) -> tuple[str, str, str, str]:
     )
 
 
+def _workers_row(result: BenchResult) -> tuple[str, str, str, str] | None:
+    """The --workers row under the in-process batch row, or None when it was skipped."""
+    workers = result.workers
+    if workers is None or workers.skipped is not None:
+        return None
+    speedup = result.speedup.get("needs_per_s_workers")
+    return (
+        f"batch needs/s, links, --workers {workers.workers}",
+        _format(result.baseline.needs_per_s_links),
+        "failed" if workers.failed is not None else _format(workers.needs_per_s_workers),
+        "-" if speedup is None else f"{speedup:.2f}x",
+    )
+
+
+def _print_workers_note(console: Any, workers: WorkersBatch | None) -> None:
+    """Why the --workers row has no rate, and what it timed when it has one (plain text: not markup)."""
+    if workers is None:
+        return
+    if workers.skipped is not None:
+        console.print(f"--workers row skipped: {workers.skipped}", highlight=False, markup=False)
+    elif workers.failed is not None:
+        console.print(f"--workers {workers.workers} row failed: {workers.failed}", highlight=False, markup=False)
+    else:
+        console.print(
+            f"--workers {workers.workers}: `{workers.command}` over {workers.needs} needs in "
+            f"{workers.wall_s:.1f} s, process start and each worker's model load included",
+            highlight=False,
+            markup=False,
+        )
+
+
 def _print_peer(console: Any, peer: LlamaCppPeer, whazzat: PipelineFigures) -> None:
     """The llama.cpp peer's own table beside Whazzat's figures, or one line saying why it was skipped."""
     from rich.table import Table
@@ -366,6 +445,22 @@ def _print_peer(console: Any, peer: LlamaCppPeer, whazzat: PipelineFigures) -> N
     if peer.chain_tokens_per_s is not None:
         table.add_row("chain generation tokens/s (prefill in)", _format(peer.chain_tokens_per_s), "-", "-")
     console.print(table)
+    if (why := decode_gap(peer, whazzat)) is not None:
+        console.print(why, highlight=False)
+
+
+def decode_gap(peer: LlamaCppPeer, whazzat: PipelineFigures) -> str | None:
+    """Where whazzat's decode step goes, beside llama.cpp's whole step: the measured reason for the gap."""
+    ours, theirs = whazzat.decode, peer.decode
+    if ours is None or theirs is None or ours.step_ms is None or ours.linear_layers_ms is None:
+        return None
+    their_step = 1e3 / theirs.tokens_per_s
+    return (
+        f"decode step, batch 1: llama.cpp {their_step:.1f} ms in all; whazzat {ours.step_ms:.1f} ms, of which "
+        f"{ours.linear_layers_ms:.1f} ms in its {ours.linear_layers} linear layers called alone "
+        f"({ours.linear_layers_ms / their_step:.2f}x llama.cpp's whole step) and "
+        f"{ours.step_ms - ours.linear_layers_ms:.1f} ms in the rest (attention, norms, sampling, Python)"
+    )
 
 
 def print_table(result: BenchResult) -> None:
@@ -396,7 +491,10 @@ def print_table(result: BenchResult) -> None:
         )
         if key == "latency_p50_links" and result.reference is not None:
             table.add_row(*_reference_row(result.reference))
+        if key == "needs_per_s_links" and (row := _workers_row(result)) is not None:
+            table.add_row(*row)
     console.print(table)
+    _print_workers_note(console, result.workers)
     if result.llamacpp is not None:
         _print_peer(console, result.llamacpp, result.whazzat)
     if result.hardware is not None:
@@ -410,7 +508,9 @@ def print_table(result: BenchResult) -> None:
             console.print(
                 f"{name}: {d.weight_bytes_per_token / 1e6:.0f} MB of weights per token, bound "
                 f"{d.bound_tokens_per_s:.1f} tok/s, measured {d.tokens_per_s:.1f} tok/s "
-                f"({100 * d.fraction_of_bound:.0f}% of the bound)",
+                f"({100 * d.fraction_of_bound:.0f}% of the bound)"
+                + (f"; one step {d.step_ms:.1f} ms, of which its {d.linear_layers} linear layers called alone "
+                   f"{d.linear_layers_ms:.1f} ms" if d.step_ms is not None and d.linear_layers_ms is not None else ""),
                 highlight=False,
             )
     if result.quality is not None:

@@ -127,8 +127,11 @@ def decode_tokens_per_s(model: Any, tokenizer: Any, new_tokens: int = 64, repeat
     return (new_tokens - 1) / max(many - one, 1e-9)
 
 
-def decode_figures(model: Any, tokenizer: Any, bandwidth_gb_s: float, new_tokens: int = 64) -> Decode:
-    """The measured decode rate of ``model`` against its bandwidth bound."""
+def decode_figures(
+    model: Any, tokenizer: Any, bandwidth_gb_s: float, new_tokens: int = 64, *, split_step: bool = False
+) -> Decode:
+    """The measured decode rate of ``model`` against its bandwidth bound; with ``split_step``, also one
+    step's time and its linear layers' share of it (:func:`step_split_ms`)."""
     rate = decode_tokens_per_s(model, tokenizer, new_tokens)
     per_token = weight_bytes_per_token(model)
     bound = bandwidth_gb_s * 1e9 / per_token
@@ -138,7 +141,32 @@ def decode_figures(model: Any, tokenizer: Any, bandwidth_gb_s: float, new_tokens
         weight_bytes_per_token=per_token,
         bound_tokens_per_s=round(bound, 2),
         fraction_of_bound=round(rate / bound, 4),
+        **(step_split_ms(model, tokenizer) if split_step else {}),
     )
+
+
+def step_split_ms(model: Any, tokenizer: Any, steps: int = 32) -> dict[str, float]:
+    """Milliseconds of one decode step (batch 1, cached), and of its linear layers called alone."""
+    import torch
+    from transformers import DynamicCache
+
+    ids = tokenizer("a gift for a dad who loves fishing", return_tensors="pt").input_ids
+    with torch.inference_mode():
+        cache = DynamicCache(config=model.config)
+        token = model(input_ids=ids, cache=cache).logits[:, -1:].argmax(-1)
+        started = time.perf_counter()
+        for _ in range(steps):
+            token = model(input_ids=token, cache=cache).logits[:, -1:].argmax(-1)
+        step = (time.perf_counter() - started) / steps
+        linears = [m for m in model.modules() if hasattr(m, "in_features") and hasattr(m, "out_features")]
+        inputs = {m.in_features: torch.randn(1, 1, m.in_features) for m in linears}
+        started = time.perf_counter()
+        for _ in range(steps):
+            for module in linears:
+                module(inputs[module.in_features])
+        linear = (time.perf_counter() - started) / steps
+    return {"step_ms": round(step * 1e3, 2), "linear_layers_ms": round(linear * 1e3, 2),
+            "linear_layers": len(linears)}
 
 
 def _cpu_model_and_flags() -> tuple[str, list[str]]:

@@ -3,7 +3,8 @@
 Order matters for honesty:
 
 1. fresh-process probes first (bandwidth, CLI start, cold and warm model load, peak RSS of one answer),
-   while the bench process holds no model;
+   while the bench process holds no model; then ``whazzat batch --workers N`` over the batch-mode needs,
+   a fresh process timed whole (:mod:`agent.bench.workers_row`);
 2. both pipelines loaded here; batch-1 decode rate of each against the bandwidth bound;
 3. one warm-up need per pipeline (not in the measured set), then each need alone, one after another,
    with the links backend; with ``--compare-set``, Whazzat's chain under the reference settings right
@@ -44,6 +45,7 @@ from agent.bench.figures import (
     peer_speedups,
     percentile,
     speedups,
+    workers_speedup,
 )
 from agent.core.errors import WhazzatError
 from agent.core.schemas import Recommendation
@@ -62,8 +64,8 @@ WARMUP_NEED = "a gift for someone who just started gardening"
 #: The only key the bench ever sends, and only to its own local server.
 FAKE_RAPIDAPI_KEY = "whazzat-bench-fake-key"
 
-Skippable = Literal["load", "cli", "rss", "axesso", "decode", "llamacpp"]
-SKIPPABLE: tuple[str, ...] = ("load", "cli", "rss", "axesso", "decode", "llamacpp")
+Skippable = Literal["load", "cli", "rss", "axesso", "decode", "llamacpp", "workers"]
+SKIPPABLE: tuple[str, ...] = ("load", "cli", "rss", "axesso", "decode", "llamacpp", "workers")
 Say = Callable[[str], None]
 #: The settings ``load_llm`` builds a model from: a reference equal on all of them runs on whazzat's loaded
 #: model (one copy in memory, already warm); otherwise it loads its own, as its settings ask.
@@ -111,6 +113,12 @@ class BenchOptions(BaseModel):
         "``quality`` its quality scored.",
     )
     skip: list[Skippable] = Field(default_factory=list)
+    workers: int = Field(
+        default=2,
+        ge=0,
+        description="Also time `whazzat batch --workers N` over the batch-mode needs in a fresh process "
+        "(process start and each worker's model load included); 0 leaves it out, like --skip workers.",
+    )
     decode_tokens: int = Field(default=64, ge=2, le=1024)
     bandwidth_mb: int = Field(default=512, ge=1)
     cli_repeats: int = Field(default=3, ge=1, description="CLI start time is the best of this many runs.")
@@ -551,6 +559,7 @@ def run_bench(options: BenchOptions, say: Say = lambda message: None) -> BenchRe
     from agent.bench.baseline import BaselinePipeline
     from agent.bench.hardware import decode_figures, machine_info
     from agent.bench.probes import own_peak_rss_bytes
+    from agent.bench.workers_row import workers_row
     from agent.core.config import get_settings
     from agent.models.llm import load_llm, resolve_model
     from agent.pipeline.chain import build_chain
@@ -573,6 +582,8 @@ def run_bench(options: BenchOptions, say: Say = lambda message: None) -> BenchRe
 
     hardware = _hardware(options, say)
     _probe(options, figures, needs[0], settings.paraphrases, say)
+    # Here, while this process holds no model: the workers' copies are the only ones in memory.
+    workers = workers_row(options.workers, "workers" in options.skip, batch_needs, options.overrides, say)
 
     say("loading both pipelines in this process")
     llm = load_llm(settings)
@@ -583,7 +594,7 @@ def run_bench(options: BenchOptions, say: Say = lambda message: None) -> BenchRe
             ("whazzat", llm.pipeline.model, llm.pipeline.tokenizer),
         ):
             say(f"{name}: batch-1 decode rate ({options.decode_tokens} tokens)")
-            decode = decode_figures(model, tokenizer, hardware.bandwidth_gb_s, options.decode_tokens)
+            decode = decode_figures(model, tokenizer, hardware.bandwidth_gb_s, options.decode_tokens, split_step=True)
             figures[name].values["decode"] = decode
 
     chain = build_chain(settings, llm=llm, backend=LinksBackend())
@@ -617,12 +628,16 @@ def run_bench(options: BenchOptions, say: Say = lambda message: None) -> BenchRe
             axesso_delay_s=options.delay_s,
         ),
         settings=_settings_report(settings, base, adapter, baseline, llm),
-        skipped=sorted(set(options.skip)),
+        skipped=sorted(set(options.skip) | ({"workers"} if options.workers == 0 else set())),
         baseline=baseline_figures,
         whazzat=whazzat_figures,
-        speedup=speedups(baseline_figures, whazzat_figures),
+        speedup={
+            **speedups(baseline_figures, whazzat_figures),
+            "needs_per_s_workers": workers_speedup(baseline_figures, workers),
+        },
         bench_peak_rss_mb=round(bench_peak_rss / 1e6, 1),
         quality=quality,
         reference=reference_latency,
         llamacpp=peer,
+        workers=workers,
     )

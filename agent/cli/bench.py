@@ -6,6 +6,7 @@
     whazzat bench --set quantize=int8 --quality --compare-set quantize=none   # and their quality
     whazzat bench --compare-set memory_mode=model    # the default's latency against the model alone
     whazzat bench --skip load --skip rss --delay 0.2                     # a quicker partial run
+    whazzat bench --batch-n 100 --workers 2     # batch throughput, in-process and with 2 worker processes
     whazzat bench --llamacpp-source llama_cpp_python-0.3.36.tar.gz   # the llama.cpp peer with the adapter
     whazzat bench-levers --lever int8 --lever int8-static-cache         # decode rate per lever
 
@@ -25,9 +26,10 @@ from typing import Annotated, Any
 import typer
 
 from agent.bench.decode_levers import LEVERS
+from agent.cli.batch import MAX_WORKERS
 from agent.cli.common import fail, quiet_libraries
 
-SKIP_CHOICES = ("load", "cli", "rss", "axesso", "decode", "llamacpp")
+SKIP_CHOICES = ("load", "cli", "rss", "axesso", "decode", "llamacpp", "workers")
 
 
 def parse_assignments(pairs: list[str], flag: str) -> dict[str, Any]:
@@ -79,6 +81,7 @@ def _command_line(given: dict[str, Any]) -> str:
         ("decode_tokens", "--decode-tokens", 64),
         ("bandwidth_mb", "--bandwidth-mb", 512),
         ("cli_repeats", "--cli-repeats", 3),
+        ("workers", "--workers", 2),
     ):
         if given[name] != default:
             words += [flag, f"{given[name]:g}" if isinstance(given[name], float) else str(given[name])]
@@ -161,6 +164,19 @@ def bench(
         list[str] | None,
         typer.Option("--skip", help=f"Leave out a measurement (repeatable): {', '.join(SKIP_CHOICES)}."),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=0,
+            max=MAX_WORKERS,
+            help="Also time the real `whazzat batch --workers N` over the --batch-n needs, in a fresh "
+            "process with the whazzat settings, links backend, answer cache off (every answer generated). "
+            "Its needs/s is a user's: the wall time counts process start, imports and each worker's model "
+            "load, not only the answers, so it gains on the in-process row only when the batch is large "
+            "enough to pay for them. 0 (or --skip workers) leaves it out.",
+        ),
+    ] = 2,
     decode_tokens: Annotated[
         int, typer.Option("--decode-tokens", min=2, max=1024, help="New tokens per decode-rate run.")
     ] = 64,
@@ -186,7 +202,8 @@ def bench(
     mode, batch-1 decode tokens/s against the memory-bandwidth bound, model load time (cold from GGUF,
     warm), CLI start time, peak RSS, and the speed-up of each. Progress goes to stderr. When
     llama-cpp-python is installed (the llamacpp extra), also a llama.cpp peer: Whazzat's chain with
-    llama.cpp generating on the shipped GGUF, its s/need and decode tokens/s beside Whazzat's.
+    llama.cpp generating on the shipped GGUF, its s/need and decode tokens/s beside Whazzat's. With
+    --workers N (2 by default), also needs/s of `whazzat batch --workers N` run as a user runs it.
     """
     from pydantic import ValidationError
 
@@ -231,6 +248,7 @@ def bench(
             decode_tokens=decode_tokens,
             bandwidth_mb=bandwidth_mb,
             cli_repeats=cli_repeats,
+            workers=workers,
             llamacpp_source=llamacpp_source,
             command=_command_line(locals()),
         )
