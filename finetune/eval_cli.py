@@ -144,7 +144,10 @@ class _Runner:
         from agent.pipeline.chain import build_chain
         from agent.pipeline.evaluation import evaluate
 
-        settings = self.settings.model_copy(update={"memory_mode": mode, "paraphrases": paraphrases})
+        # answer_cache_days 0: every answer is generated, so s/need is the model's time, not a cache read.
+        settings = self.settings.model_copy(
+            update={"memory_mode": mode, "paraphrases": paraphrases, "answer_cache_days": 0}
+        )
         chain = build_chain(settings, memory=self.memory(splits) if mode != "model" else None)
         return evaluate(
             items,
@@ -171,6 +174,9 @@ def run_settings(settings: Settings, memory_splits: list[str]) -> dict[str, obje
         "memory_splits": list(memory_splits) if settings.memory_mode != "model" else [],
         "neighbours_k": settings.neighbours_k,
         "neighbours_in_prompt": settings.neighbours_in_prompt,
+        "grounded_prompts": settings.grounded_prompts,
+        "memory_queries": settings.memory_queries,
+        "rewrite_skip_similarity": settings.rewrite_skip_similarity,
         "fusion": [settings.fusion_model_weight, settings.fusion_memory_weight,
                    settings.fusion_relevance_weight, settings.fusion_min_score],
     }

@@ -1,5 +1,6 @@
 """Speed levers of the chain that change what it does per need (kept only when ``whazzat eval`` shows no
-quality loss): skipping the rewrite of a need the memory already knows."""
+quality loss): skipping the rewrite of a need the memory already knows, and looking the memory up with
+the need alone."""
 
 from __future__ import annotations
 
@@ -50,8 +51,27 @@ def test_a_need_the_memory_does_not_know_is_paraphrased_as_before() -> None:
 
     assert llm.rewrite_calls[UNKNOWN] >= 1
     assert result.paraphrases
-    assert memory.queries.count(UNKNOWN) == 1
-    assert set(result.paraphrases) <= set(memory.queries)
+    assert memory.queries == [UNKNOWN]  # looked up once; by default paraphrases are not looked up
+
+
+def test_by_default_only_the_need_looks_up_the_memory_and_paraphrases_still_vote() -> None:
+    llm = FakeWhazzatLLM(prompts=[], rewrites={UNKNOWN: "a silent fan\nfan for sleeping"})
+    memory = ExactMemory()
+
+    result = chain(llm, memory).invoke(UNKNOWN)
+
+    assert memory.queries == [UNKNOWN]
+    assert result.paraphrases == ["a silent fan", "fan for sleeping"]
+    assert all(any(text in prompt for prompt in llm.prompts) for text in result.paraphrases)  # they still ask
+
+
+def test_memory_queries_all_looks_up_every_paraphrase_too() -> None:
+    llm = FakeWhazzatLLM(prompts=[], rewrites={UNKNOWN: "a silent fan\nfan for sleeping"})
+    memory = ExactMemory()
+
+    chain(llm, memory, memory_queries="all").invoke(UNKNOWN)
+
+    assert memory.queries == [UNKNOWN, "a silent fan", "fan for sleeping"]
 
 
 def test_in_a_batch_only_the_known_need_skips_its_rewrite() -> None:

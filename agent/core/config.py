@@ -135,6 +135,15 @@ class Settings(BaseSettings):
         "'need' (the need's prompt only; paraphrases ask plainly). Grounded prompts are ~3x longer, and on "
         "one CPU thread their prefill is most of a need's time.",
     )
+    # 'need' by default: a 135M model's paraphrases drift, and their neighbours outvoted the need's own
+    # (memory-only hit@5 on test fell from 0.45 to 0.38 with 4 paraphrases). On val, fused with 4
+    # paraphrases: hit@5 0.560 against 0.520 for 'all' (150 needs, `whazzat eval finetune/data/val.jsonl
+    # --mode fused --rewrite on --sample 150`), 0.518 against 0.493 on tune-fusion's 280 (README, Quality).
+    memory_queries: Literal["all", "need"] = Field(
+        default="need",
+        description="Which texts look the need memory up: 'need' (the need alone) or 'all' (the need and "
+        "every paraphrase). Paraphrases still vote through the model and the relevance part.",
+    )
     memory_splits: tuple[Split, ...] = Field(
         default=("train", "val", "test"),
         description="Shipped dataset splits the memory is seeded with (an eval leaves out its own split).",

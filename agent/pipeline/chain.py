@@ -3,7 +3,8 @@
 Each stage is a LangChain runnable, so the chain supports ``invoke``, ``batch``, ``stream``,
 ``astream_events`` and callbacks (each stage shows up as its own run, named after the stage).
 The stages are batch-aware: ``chain.batch(needs)`` sends the rewrite prompts of all needs in one
-batched generate call, looks every need and paraphrase up in the need memory in one search, and sends
+batched generate call, looks every need up in the need memory in one search (its paraphrases too with
+``memory_queries="all"``), and sends
 the suggest prompts of all needs and all their paraphrases in one more generate call.
 
 ``memory_mode`` picks what answers: ``fused`` (default: the model reads the nearest known needs, and its
@@ -229,9 +230,9 @@ class WhazzatChain:
         return ["\n".join(first_lines[i * n:(i + 1) * n]) for i in range(len(prompts))]
 
     def _retrieve(self, states: list[ChainState], configs: list[RunnableConfig]) -> list[ChainState]:
-        """Look the need and each paraphrase up in the need memory: one search for the whole batch (the
-        needs the rewrite stage looked up already are not looked up again)."""
-        asked = [(index, text) for index, state in enumerate(states) for text in state.asked
+        """Look the need (and each paraphrase, if ``memory_queries`` is 'all') up in the need memory: one
+        search for the whole batch (the needs the rewrite stage looked up already are not looked up again)."""
+        asked = [(index, text) for index, state in enumerate(states) for text in self._memory_queries(state)
                  if text not in state.retrieved]
         found = self.memory.search([text for _, text in asked], self.settings.neighbours_k)
         for (index, text), neighbours in zip(asked, found, strict=True):
@@ -239,6 +240,9 @@ class WhazzatChain:
         for state in states:
             state.neighbours = merge_neighbours(list(state.retrieved.values()), self.settings.neighbours_k)
         return states
+
+    def _memory_queries(self, state: ChainState) -> list[str]:
+        return list(state.asked) if self.settings.memory_queries == "all" else [state.need]
 
     def _suggest(self, states: list[ChainState], configs: list[RunnableConfig]) -> list[ChainState]:
         if self.settings.memory_mode == "memory":
