@@ -12,6 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from agent.core.config import Settings
 from agent.core.schemas import Recommendation, Suggestion
 from agent.pipeline.evaluation import DataError, EvalItem, evaluate, load_items
 from agent.pipeline.scoring import MATCH_COSINE, match_pairs, score_need, summarize
@@ -197,9 +198,12 @@ def test_cli_json_is_exactly_one_object(tmp_path: Path, monkeypatch: pytest.Monk
         def batch(self, needs: list[str]) -> list[Recommendation]:
             return fake_predict(needs)
 
-    monkeypatch.setattr(agent.pipeline.chain, "build_chain", lambda settings, **kwargs: FakeChain())
+    built: list[Settings] = []
+    monkeypatch.setattr(agent.pipeline.chain, "build_chain",
+                        lambda settings, **kwargs: built.append(settings) or FakeChain())
     monkeypatch.setattr("agent.core.embeddings.embed", one_hot_embed)
     monkeypatch.setenv("WHAZZAT_QUANTIZE", "none")
+    monkeypatch.setenv("WHAZZAT_ANSWER_CACHE_DAYS", "30")
     data = tmp_path / "data.jsonl"
     data.write_text(
         "".join(json.dumps({"need": n, "products": ["wok"], "area": "x"}) + "\n" for n in ANSWERS)
@@ -215,6 +219,7 @@ def test_cli_json_is_exactly_one_object(tmp_path: Path, monkeypatch: pytest.Monk
     assert report["settings"]["paraphrases"] == 0
     assert report["settings"]["quantize"] == "none"  # the result says which weights produced it
     assert report["summary"]["hit_at_5"] == 0.5
+    assert [settings.answer_cache_days for settings in built] == [0]  # s/need is generation, never a cache read
 
 
 def test_importing_the_cli_module_does_not_import_torch() -> None:
