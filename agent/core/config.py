@@ -77,8 +77,8 @@ class Settings(BaseSettings):
     temperature: float = Field(default=0.9, gt=0, le=2, description="Sampling temperature of 'parallel' rewrites.")
     seed: int = Field(default=0, description="Seed for sampled rewrites, so a run can be repeated.")
     # int8 by default: ~3x faster per need than fp32 with 4 paraphrases, with hit@5 and precision@5 at
-    # least fp32's on both test splits (README, Performance; agent/models/quantize.py says how). "int8-dynamic"
-    # is faster still but loses 8 points of hit@5 on the project's split; "none" is the reference.
+    # least fp32's on both test splits (docs/bench.md, earlier runs; agent/models/quantize.py says how).
+    # "int8-dynamic" is faster still but loses 8 points of hit@5 on the project's split; "none" is the reference.
     quantize: Quantize = Field(
         default="int8",
         description="'int8': int8 weights on the CPU, inputs quantised on the fly except where they have "
@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     )
     # One thread by default: on a small shared CPU, MKL's multi-threaded small matrix products stall
     # whenever another process holds a core (an 8x576 by 576x1536 product took 16 ms on 2 threads
-    # against 0.2 ms on 1), and int8 kernels lose nothing on 1 thread. See README, Performance.
+    # against 0.2 ms on 1), and int8 kernels lose nothing on 1 thread. See docs/bench.md, earlier runs.
     torch_threads: int | None = Field(
         default=1, ge=1, description="CPU threads for torch; None keeps torch's own choice (all cores)."
     )

@@ -12,7 +12,7 @@ quarter of fp32's bytes) decode fastest. Two int8 kernels that torch ships are u
 The MLP down projections of Llama models take ``silu(gate) * up`` as input, which has such outlier
 channels: on the embedded model, dynamic int8 there changes the layer's output by 16% on average (weight-
 only int8: under 1%) and cost 8 points of hit@5 on the project's test split, while every other layer
-quantises dynamically at little cost (README, Performance). So ``int8`` mixes the two kernels.
+quantises dynamically at little cost (docs/bench.md, earlier runs). So ``int8`` mixes the two kernels.
 """
 
 from __future__ import annotations
