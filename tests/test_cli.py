@@ -40,7 +40,8 @@ def test_ask_json_prints_exactly_the_recommendation(fake_chain: FakeWhazzatLLM) 
     result = runner.invoke(app, ["ask", "something to dig food", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"need", "paraphrases", "neighbours", "suggestions", "listings", "warnings", "timings"}
+    assert set(data) == {"need", "paraphrases", "neighbours", "suggestions", "listings", "warnings",
+                         "search_outages", "timings"}
     assert data["need"] == "something to dig food"
     assert data["suggestions"][0]["product"] == "garden trowel"
     assert all(listing["url"].startswith("https://www.amazon.com/s?k=") for listing in data["listings"])
