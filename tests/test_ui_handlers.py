@@ -700,7 +700,9 @@ async def test_a_down_axesso_backend_gives_a_visible_warning_and_the_product_typ
     assert_search_unavailable_with_product_types(chat, detail)
     assert "or choose *links*" in chat.emitter.messages()[-2]  # what the user can do about it
     assert detail not in chat.emitter.messages()[-1].replace("\\", "")  # said once, not again in the answer
-    assert chat.emitter.finished_steps()["Search"]["isError"] is False  # it answered, with links
+    search = chat.emitter.finished_steps()["Search"]
+    assert search["isError"] is False  # it answered, with links
+    assert "🔗 garden trowel: a search link" in search["output"] and "✓" not in search["output"]
 
 
 class RaisingShop(FakeShop):

@@ -186,10 +186,16 @@ def _describe_search_start(products: list[str], settings: Settings) -> str:
 
 
 def _describe_search_end(data: dict[str, Any], settings: Settings) -> str:
+    # A listing without an ASIN is a marketplace search link (the links backend, or a fallback when the
+    # search found nothing or did not answer): not a result to tick off.
     counts: dict[str, int] = {}
     for listing in data.get("listings") or []:
-        counts[listing.product] = counts.get(listing.product, 0) + 1
-    lines = [f"✓ {escape_text(product, 60)}: {n} result{'s' if n != 1 else ''}" for product, n in counts.items()]
+        counts[listing.product] = counts.get(listing.product, 0) + (listing.asin is not None)
+    lines = [
+        f"✓ {escape_text(product, 60)}: {n} result{'s' if n != 1 else ''}" if n
+        else f"🔗 {escape_text(product, 60)}: a search link"
+        for product, n in counts.items()
+    ]
     notes = [f"⚠️ {escape_text(w, 200)}" for w in data.get("warnings") or []]
     return f"Searched {settings.backend} on amazon.{settings.domain}:\n" + _bullets(lines + notes)
 
