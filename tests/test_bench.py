@@ -414,6 +414,20 @@ def test_decode_rate_is_measured_against_a_positive_bound(tiny: tuple[Path, Path
     assert split.linear_layers == 2 * 7 + 1 and 0 < split.linear_layers_ms and 0 < split.step_ms
 
 
+def test_the_step_split_counts_an_unmerged_loras_parts_once_each(tiny: tuple[Path, Path]) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from agent.bench.hardware import step_split_ms
+
+    base = AutoModelForCausalLM.from_pretrained(tiny[0])
+    model = PeftModel.from_pretrained(base, tiny[1])
+    split = step_split_ms(model, AutoTokenizer.from_pretrained(tiny[0]), steps=2)
+    # 2 layers of 7 projections and lm_head, plus A and B of the 3 adapted projections per layer; the
+    # LoRA wrappers themselves are not called again on top of their parts.
+    assert split["linear_layers"] == 2 * 7 + 1 + 2 * 3 * 2
+
+
 def test_the_decode_gap_to_llama_cpp_is_told_from_the_measured_step_split() -> None:
     from agent.bench.figures import Decode, LlamaCppPeer, decode_gap
 
