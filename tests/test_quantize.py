@@ -40,6 +40,27 @@ def test_each_quantize_setting_loads_a_model_that_generates(tiny_model: Path, qu
     assert out.shape == (2, inputs["input_ids"].shape[1] + 3)
 
 
+def _mapped(path: Path) -> bool:
+    """Whether this process maps ``path`` into memory (Linux: /proc/self/maps)."""
+    return any(line.rstrip().endswith(str(path.resolve())) for line in Path("/proc/self/maps").open())
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc/self/maps")
+def test_an_int8_model_lets_go_of_its_checkpoint_file(tmp_path: Path) -> None:
+    """The fp32 checkpoint stays mapped (and resident) while any tensor points into it: after int8, the
+    embedding and norms are copied out so the mapping goes (a third of one `ask`'s peak memory)."""
+    from agent.core.config import get_settings
+    from agent.models.llm import load_model_and_tokenizer
+
+    checkpoint = make_tiny_llama(tmp_path) / "model.safetensors"
+    assert checkpoint.exists()
+    int8, _ = load_model_and_tokenizer(get_settings(model=str(checkpoint.parent), quantize="int8"))
+    assert not _mapped(checkpoint)
+    assert int8.model.embed_tokens.weight.dtype == torch.float32  # copied, not converted
+    _fp32, _ = load_model_and_tokenizer(get_settings(model=str(checkpoint.parent), quantize="none"))
+    assert _mapped(checkpoint)  # the check can see a mapping: fp32 weights live in it
+
+
 def test_an_unknown_quantize_value_is_refused() -> None:
     from agent.core.config import get_settings
     from agent.core.errors import WhazzatError
@@ -78,6 +99,38 @@ def test_weight_only_int8_stays_close_to_fp32_where_dynamic_int8_does_not(bias: 
     assert _relative_error(weight_only, reference) < 0.02
     # The reason the int8 setting mixes kernels: one input scale per tensor loses the small channels.
     assert _relative_error(dynamic, reference) > 5 * _relative_error(weight_only, reference)
+
+
+@pytest.mark.parametrize("rows", [1, 8, 16, 64])
+def test_weight_only_int8_gives_the_same_outputs_for_decode_steps_and_prefills(rows: int) -> None:
+    """Prefill-sized inputs take the widened bf16 product, decode steps the int8 kernel: both are the
+    layer's int8 weights times the scales, within bf16 rounding, and close to fp32."""
+    from agent.models import quantize
+
+    linear, inputs = _linear_and_outlier_inputs(bias=True)
+    batch = inputs.reshape(-1, inputs.shape[-1])[:1].repeat(rows, 1)
+    batch = batch + 0.01 * torch.arange(rows, dtype=batch.dtype)[:, None]  # rows that differ a little
+    layer = quantize.WeightOnlyInt8Linear.from_linear(linear)
+    with torch.inference_mode():
+        outputs = layer(batch)
+        widened = (batch.bfloat16() @ layer.weight_int8.bfloat16().t() * layer.scales).float() + linear.bias
+        packed = torch.ops.aten._weight_int8pack_mm(batch.bfloat16(), layer.weight_int8, layer.scales).float()
+        reference = linear(batch)
+    expected = widened if rows >= quantize.WIDEN_FROM_ROWS else packed + linear.bias
+    assert torch.equal(outputs, expected)  # the kernel the row count picks
+    assert _relative_error(widened, packed + linear.bias) < 0.01  # the two kernels agree
+    assert _relative_error(outputs, reference) < 0.02
+
+
+def test_the_kernel_timer_times_both_kernels_and_names_the_one_the_layer_picks() -> None:
+    from agent.bench.kernels import time_kernels
+    from agent.models.quantize import WIDEN_FROM_ROWS
+
+    figures = time_kernels(64, 16, rows=[1, WIDEN_FROM_ROWS], repeats=1)
+
+    assert [f["rows"] for f in figures] == [1, WIDEN_FROM_ROWS]
+    assert [f["layer_uses"] for f in figures] == ["int8pack", "widened_bf16"]
+    assert all(f["int8pack_ms"] > 0 and f["widened_bf16_ms"] > 0 for f in figures)
 
 
 def test_weight_only_int8_counts_one_byte_per_weight_plus_scales_and_bias() -> None:
