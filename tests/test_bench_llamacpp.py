@@ -126,9 +126,12 @@ def test_the_peer_gets_the_chains_prompts_as_token_ids_with_its_limits() -> None
     from tools.links import LinksBackend
 
     tokenizer = make_tiny_tokenizer()
-    settings = _settings(
+    from agent.bench.llamacpp import peer_settings
+
+    settings = peer_settings(_settings(
         paraphrases=3, semantic_dedup=False, max_new_tokens_rewrite=40, max_new_tokens_suggest=20
-    )
+    ))
+    assert not settings.need_prompt_with_rewrite  # one prompt at a time: each keeps its own token limit
     reference = TokenizedFake(tokenizer=tokenizer)
     expected = [build_chain(settings, llm=reference, backend=LinksBackend()).invoke(need) for need in NEEDS]
     llama = FakeLlama(tokenizer)

@@ -4,7 +4,9 @@ the need alone."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from typing import Any
 
 from agent.core.schemas import Neighbour
 from agent.pipeline.chain import build_chain
@@ -90,3 +92,86 @@ def test_by_default_every_need_is_paraphrased() -> None:
 
     assert llm.rewrite_calls[KNOWN] >= 1
     assert result.paraphrases
+
+
+# --- the need's own suggest prompt decoded with its rewrite (need_prompt_with_rewrite) -----------------------
+class CallRecordingLLM(FakeWhazzatLLM):
+    """The fake model, recording the prompts and the token limit of each generate call."""
+
+    calls: list[tuple[list[str], int | None]] = []  # noqa: RUF012 (a pydantic field: copied per instance)
+    tokenizer: Any = None
+
+    def _generate(
+        self, prompts: list[str], stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any
+    ) -> Any:
+        # run_manager named: LangChain hands the other keywords (pipeline_kwargs) only to such a signature.
+        self.calls.append((list(prompts), kwargs.get("pipeline_kwargs", {}).get("max_new_tokens")))
+        return super()._generate(prompts, stop, run_manager)
+
+    def _call(self, prompt: str, stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any) -> str:
+        return super()._call(prompt.replace("<|im_end|>", ""), stop, run_manager, **kwargs)  # its regexes
+
+
+def _is_rewrite(prompt: str) -> bool:
+    return "rewrites of this need" in prompt
+
+
+def _asks_for(prompt: str) -> str:
+    """The text a suggest prompt asks about (its last 'Need:' line)."""
+    return re.findall(r"Need: (.+)", prompt)[-1].strip()
+
+
+def test_the_needs_own_prompt_is_decoded_with_its_rewrite_and_the_paraphrases_follow() -> None:
+    llm = CallRecordingLLM(calls=[], rewrites={UNKNOWN: "a silent fan\nfan for sleeping"})
+
+    result = chain(llm, ExactMemory(), max_new_tokens_rewrite=90, max_new_tokens_suggest=30).invoke(UNKNOWN)
+
+    (first, first_limit), (second, second_limit) = llm.calls
+    assert sorted(map(_is_rewrite, first)) == [False, True]  # the rewrite and the need's suggest prompt
+    need_prompt = next(p for p in first if not _is_rewrite(p))
+    assert _asks_for(need_prompt) == UNKNOWN and "garden trowel" in need_prompt  # grounded
+    assert first_limit == 90  # the longer of the two limits; the need's answer is cut to its own after
+    assert second_limit == 30 and sorted(map(_asks_for, second)) == ["a silent fan", "fan for sleeping"]
+    assert result.paraphrases == ["a silent fan", "fan for sleeping"]
+
+
+def test_asking_the_need_with_its_rewrite_gives_the_same_answer_as_asking_it_after() -> None:
+    rewrites = {KNOWN: "a tool for digging in the garden\nI need to dig up vegetables", UNKNOWN: "a silent fan"}
+    answers = {}
+    for together in (True, False):
+        llm = CallRecordingLLM(calls=[], rewrites=rewrites)
+        answers[together] = chain(llm, ExactMemory(), need_prompt_with_rewrite=together).batch([KNOWN, UNKNOWN])
+        assert len(llm.calls) == 2  # a batch of needs still takes two generate calls
+    for with_rewrite, after in zip(answers[True], answers[False], strict=True):
+        assert with_rewrite.paraphrases == after.paraphrases
+        assert [(s.product, s.votes) for s in with_rewrite.suggestions] == [
+            (s.product, s.votes) for s in after.suggestions
+        ]
+
+
+def test_the_needs_answer_is_cut_to_the_suggest_token_limit() -> None:
+    from tests.tiny_models import make_tiny_tokenizer
+
+    tokenizer = make_tiny_tokenizer()
+    many = ", ".join(f"garden tool {i}" for i in range(30))
+    limit = 12
+    cut = tokenizer.decode(tokenizer(many, add_special_tokens=False)["input_ids"][:limit])
+    assert len(cut) < len(many) / 3
+    llm = CallRecordingLLM(calls=[], tokenizer=tokenizer, products={UNKNOWN: many}, rewrites={UNKNOWN: "a silent fan"})
+
+    result = build_chain(llm=llm, backend="links", memory_mode="model", paraphrases=1, semantic_dedup=False,
+                         max_new_tokens_suggest=limit, max_products=20).invoke(UNKNOWN)
+
+    kept = [p for p in result.products if p.startswith("garden tool")]
+    assert kept and all(p in cut for p in kept)  # only what fits in `limit` tokens, the cut-off item dropped
+    assert llm.calls[0][1] == 96  # decoded with the rewrite's limit, then cut
+
+
+def test_a_sampled_rewrite_leaves_the_needs_prompt_to_the_suggest_call() -> None:
+    llm = CallRecordingLLM(calls=[], rewrites={UNKNOWN: "a silent fan\nfan for sleeping"})
+
+    chain(llm, ExactMemory(), rewrite_strategy="parallel").invoke(UNKNOWN)
+
+    (first, _), (second, _) = llm.calls
+    assert all(map(_is_rewrite, first))
+    assert UNKNOWN in map(_asks_for, second)

@@ -64,6 +64,13 @@ def skip_reason(settings: Settings) -> str | None:
     return unavailable_reason()
 
 
+def peer_settings(settings: Settings) -> Settings:
+    """The chain settings the peer runs with: Whazzat's, but each prompt in a call of its own kind, since
+    llama.cpp's Python API answers one prompt at a time (merging the need's suggest prompt into the
+    rewrite's call would only give it the rewrite's token limit)."""
+    return settings.model_copy(update={"need_prompt_with_rewrite": False})
+
+
 def gguf_weight_bytes_per_token(model: Path, lora: Path | None = None) -> int:
     """Bytes of weights a generated token reads in llama.cpp, counted from the GGUF files' tensors.
 

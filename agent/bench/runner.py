@@ -464,7 +464,13 @@ def _llamacpp_phase(
 
     from agent.bench.gguf_lora import gguf_lora
     from agent.bench.hardware import DECODE_PROMPT
-    from agent.bench.llamacpp import LlamaCppLLM, decode_figures, gguf_weight_bytes_per_token, load_llama
+    from agent.bench.llamacpp import (
+        LlamaCppLLM,
+        decode_figures,
+        gguf_weight_bytes_per_token,
+        load_llama,
+        peer_settings,
+    )
     from agent.models.llm import resolve_model
     from agent.models.paths import embedded_gguf_path
     from agent.pipeline.chain import build_chain
@@ -484,7 +490,7 @@ def _llamacpp_phase(
     llama = load_llama(gguf, threads, lora, settings.seed)
     tokenizer = llm.pipeline.tokenizer  # the chain's prompts and their token ids, exactly as whazzat's
     peer_llm = LlamaCppLLM(llama=llama, tokenizer=tokenizer, seed=settings.seed)
-    chain = build_chain(settings, llm=peer_llm, backend=LinksBackend())
+    chain = build_chain(peer_settings(settings), llm=peer_llm, backend=LinksBackend())
     chain.invoke(WARMUP_NEED)
     say(f"llama.cpp peer: {len(needs)} needs one after another, links backend")
     peer_llm.reset_counts()

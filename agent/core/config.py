@@ -101,6 +101,11 @@ class Settings(BaseSettings):
         description="Skip paraphrasing a need when the need memory holds one at least this close (MiniLM "
         "cosine): one model call instead of two. Above 1 always paraphrases.",
     )
+    need_prompt_with_rewrite: bool = Field(
+        default=True,
+        description="Decode each need's own suggest prompt in the same generate call as its rewrite (they "
+        "are independent), so the suggest call after it holds only the paraphrases' short prompts.",
+    )
     max_products: int = Field(default=8, ge=1, le=20, description="Product types kept after dedup.")
     fuzzy_threshold: float = Field(
         default=90.0, ge=0, le=100, description="rapidfuzz token_sort_ratio above which two types fold."

@@ -2,10 +2,11 @@
 
 Each stage is a LangChain runnable, so the chain supports ``invoke``, ``batch``, ``stream``,
 ``astream_events`` and callbacks (each stage shows up as its own run, named after the stage).
-The stages are batch-aware: ``chain.batch(needs)`` sends the rewrite prompts of all needs in one
-batched generate call, looks every need up in the need memory in one search (its paraphrases too with
-``memory_queries="all"``), and sends
-the suggest prompts of all needs and all their paraphrases in one more generate call.
+The stages are batch-aware: ``chain.batch(needs)`` looks every need up in the need memory in one search
+(its paraphrases too, after the rewrite, with ``memory_queries="all"``), sends the rewrite prompts of all
+needs in one batched generate call together with each need's own suggest prompt (the two do not depend
+on each other; ``need_prompt_with_rewrite``), and the suggest prompts of all their paraphrases in one
+more generate call.
 
 ``memory_mode`` picks what answers: ``fused`` (default: the model reads the nearest known needs, and its
 votes are fused with theirs), ``model`` (the model alone) or ``memory`` (the known needs' votes alone).
@@ -198,6 +199,8 @@ class WhazzatChain:
         rewrite_configs = [config for _, config in rewriting]
         if self.settings.rewrite_strategy == "parallel":
             answers = self._rewrite_in_parallel(prompts, rewrite_configs, n)
+        elif self._asks_need_with_rewrite:
+            answers = self._rewrite_and_ask_needs([s for s, _ in rewriting], prompts, rewrite_configs)
         else:
             answers = self._generate(prompts, rewrite_configs, self.settings.max_new_tokens_rewrite)
         for (state, _), answer in zip(rewriting, answers, strict=True):
@@ -213,10 +216,42 @@ class WhazzatChain:
         instead of two). The needs are looked up in one search, kept for the retrieve stage."""
         if not self.uses_memory or self.settings.rewrite_skip_similarity > 1:
             return [True] * len(states)
-        found = self.memory.search([state.need for state in states], self.settings.neighbours_k)
-        for state, neighbours in zip(states, found, strict=True):
+        self._look_up_needs(states)
+        return [
+            not (nearest := state.retrieved[state.need]) or nearest[0].similarity < self.settings.rewrite_skip_similarity
+            for state in states
+        ]
+
+    def _look_up_needs(self, states: list[ChainState]) -> None:
+        """Look up the needs not looked up yet in the need memory, in one search (kept for the retrieve stage)."""
+        missing = [state for state in states if state.need not in state.retrieved]
+        found = self.memory.search([state.need for state in missing], self.settings.neighbours_k) if missing else []
+        for state, neighbours in zip(missing, found, strict=True):
             state.retrieved[state.need] = neighbours
-        return [not nearest or nearest[0].similarity < self.settings.rewrite_skip_similarity for nearest in found]
+
+    @property
+    def _asks_need_with_rewrite(self) -> bool:
+        """Whether each need's own suggest prompt is decoded in the rewrite's generate call (greedy 'list'
+        rewrites only: a sampled call cannot carry a greedy prompt)."""
+        return (self.settings.need_prompt_with_rewrite and self.settings.memory_mode != "memory"
+                and self.settings.rewrite_strategy == "list")
+
+    def _rewrite_and_ask_needs(
+        self, states: list[ChainState], prompts: list[str], configs: list[RunnableConfig]
+    ) -> list[str]:
+        """The rewrite prompts and the needs' own suggest prompts in one generate call: the need's prompt
+        does not wait for the paraphrases, and the suggest call that follows pads the short paraphrase
+        prompts to their own length instead of to the long grounded need prompt. Each answer is cut to its
+        own token limit. The needs' proposals are kept; the rewrite answers are returned."""
+        if self.uses_memory:
+            self._look_up_needs(states)
+        need_prompts = self._suggest_prompts(states, [state.need for state in states])
+        rewrite_limit, suggest_limit = self.settings.max_new_tokens_rewrite, self.settings.max_new_tokens_suggest
+        answers = self._generate(prompts + need_prompts, configs + configs, max(rewrite_limit, suggest_limit))
+        rewrites, need_answers = answers[: len(prompts)], answers[len(prompts):]
+        for state, answer in zip(states, need_answers, strict=True):
+            state.proposals.append((state.need, self._parse_suggestion(self._cut_to_tokens(answer, suggest_limit))))
+        return [self._cut_to_tokens(answer, rewrite_limit) for answer in rewrites]
 
     def _rewrite_in_parallel(self, prompts: list[str], configs: list[RunnableConfig], n: int) -> list[str]:
         """N sampled answers per need, decoded side by side, each cut at its first line: N short
@@ -247,26 +282,34 @@ class WhazzatChain:
     def _suggest(self, states: list[ChainState], configs: list[RunnableConfig]) -> list[ChainState]:
         if self.settings.memory_mode == "memory":
             return states  # the memory's votes alone: no generation
-        # One flat batch over every need and every paraphrase: one batched generate call.
-        owners: list[int] = []
+        # One flat batch over every need and every paraphrase not answered yet (a need's own prompt may
+        # have gone with its rewrite): one batched generate call.
+        owners: list[ChainState] = []
         asked: list[str] = []
         prompt_configs: list[RunnableConfig] = []
-        for index, state in enumerate(states):
+        for state, config in zip(states, configs, strict=True):
+            answered = {text for text, _ in state.proposals}
             for text in state.asked:
-                owners.append(index)
-                asked.append(text)
-                prompt_configs.append(configs[index])
-        examples = self._fewshot_examples(asked)
-        prompts = [
-            self._suggest_prompt(text, self._shown_neighbours(states[owner], text), shots)
-            for owner, text, shots in zip(owners, asked, examples, strict=True)
-        ]
-        limit = self.settings.max_new_tokens_suggest
-        answers = self._generate(prompts, prompt_configs, limit)
+                if text not in answered:
+                    owners.append(state)
+                    asked.append(text)
+                    prompt_configs.append(config)
+        prompts = self._suggest_prompts(owners, asked)
+        answers = self._generate(prompts, prompt_configs, self.settings.max_new_tokens_suggest)
         for owner, text, answer in zip(owners, asked, answers, strict=True):
-            products = parse_products(answer, truncated=self._hit_token_limit(answer, limit))
-            states[owner].proposals.append((text, products))
+            owner.proposals.append((text, self._parse_suggestion(answer)))
         return states
+
+    def _suggest_prompts(self, owners: list[ChainState], texts: list[str]) -> list[str]:
+        """The suggest prompt of each text (a need or a paraphrase of its owner's need)."""
+        examples = self._fewshot_examples(texts)
+        return [
+            self._suggest_prompt(text, self._shown_neighbours(owner, text), shots)
+            for owner, text, shots in zip(owners, texts, examples, strict=True)
+        ]
+
+    def _parse_suggestion(self, answer: str) -> list[str]:
+        return parse_products(answer, truncated=self._hit_token_limit(answer, self.settings.max_new_tokens_suggest))
 
     def _shown_neighbours(self, state: ChainState, text: str) -> list[Neighbour]:
         """The neighbours a suggest prompt shows: its own, unless only the need's prompt is grounded."""
@@ -298,6 +341,13 @@ class WhazzatChain:
         if self.tokenizer is None:
             return False
         return len(self.tokenizer(answer, add_special_tokens=False)["input_ids"]) >= limit - 1
+
+    def _cut_to_tokens(self, answer: str, limit: int) -> str:
+        """``answer`` cut to its first ``limit`` tokens: what a call with that token limit would have given."""
+        if self.tokenizer is None:
+            return answer
+        tokens = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
+        return answer if len(tokens) <= limit else self.tokenizer.decode(tokens[:limit])
 
     def _fuse(self, states: list[ChainState], configs: list[RunnableConfig]) -> list[ChainState]:
         settings = self.settings
