@@ -44,7 +44,7 @@ app.command("batch")(batch)
 def fake_llm_for(needs: list[str], cls: type[FakeWhazzatLLM] = FakeWhazzatLLM, **fields) -> FakeWhazzatLLM:
     """Two rewrites per need, and two product types per need from a small shared pool."""
     return cls(
-        rewrites={need: f"{need} at home\n{need} at work" for need in needs},
+        rewrites={need: f"home version of wish {i}\nwork version of wish {i}" for i, need in enumerate(needs)},
         products={
             need: f"{POOL[i % len(POOL)]}, {POOL[(i + 1) % len(POOL)]}" for i, need in enumerate(needs)
         },
@@ -127,7 +127,8 @@ def test_fifty_needs_give_fifty_records_batched_across_needs(tmp_path: Path, use
     records = read_jsonl(out)
     assert [record["need"] for record in records] == NEEDS
     assert all(Recommendation.model_validate(record).products for record in records)
-    # One model load, and per chunk of 16 needs one rewrite call and one suggest call.
+    # One model load, and per chunk of 16 needs two generate calls: the rewrites with the needs' own
+    # suggest prompts, then the paraphrases' suggest prompts.
     assert state["builds"] == 1
     assert state["llm"].generate_calls == 2 * 4
     # Product types are searched once for the whole batch, however many needs propose them.
