@@ -177,6 +177,7 @@ def run_settings(settings: Settings, memory_splits: list[str]) -> dict[str, obje
         "grounded_prompts": settings.grounded_prompts,
         "memory_queries": settings.memory_queries,
         "rewrite_skip_similarity": settings.rewrite_skip_similarity,
+        "need_prompt_with_rewrite": settings.need_prompt_with_rewrite,
         "fusion": [settings.fusion_model_weight, settings.fusion_memory_weight,
                    settings.fusion_relevance_weight, settings.fusion_min_score],
     }

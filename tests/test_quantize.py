@@ -101,38 +101,6 @@ def test_weight_only_int8_stays_close_to_fp32_where_dynamic_int8_does_not(bias: 
     assert _relative_error(dynamic, reference) > 5 * _relative_error(weight_only, reference)
 
 
-@pytest.mark.parametrize("rows", [1, 8, 16, 64])
-def test_weight_only_int8_gives_the_same_outputs_for_decode_steps_and_prefills(rows: int) -> None:
-    """Prefill-sized inputs take the widened bf16 product, decode steps the int8 kernel: both are the
-    layer's int8 weights times the scales, within bf16 rounding, and close to fp32."""
-    from agent.models import quantize
-
-    linear, inputs = _linear_and_outlier_inputs(bias=True)
-    batch = inputs.reshape(-1, inputs.shape[-1])[:1].repeat(rows, 1)
-    batch = batch + 0.01 * torch.arange(rows, dtype=batch.dtype)[:, None]  # rows that differ a little
-    layer = quantize.WeightOnlyInt8Linear.from_linear(linear)
-    with torch.inference_mode():
-        outputs = layer(batch)
-        widened = (batch.bfloat16() @ layer.weight_int8.bfloat16().t() * layer.scales).float() + linear.bias
-        packed = torch.ops.aten._weight_int8pack_mm(batch.bfloat16(), layer.weight_int8, layer.scales).float()
-        reference = linear(batch)
-    expected = widened if rows >= quantize.WIDEN_FROM_ROWS else packed + linear.bias
-    assert torch.equal(outputs, expected)  # the kernel the row count picks
-    assert _relative_error(widened, packed + linear.bias) < 0.01  # the two kernels agree
-    assert _relative_error(outputs, reference) < 0.02
-
-
-def test_the_kernel_timer_times_both_kernels_and_names_the_one_the_layer_picks() -> None:
-    from agent.bench.kernels import time_kernels
-    from agent.models.quantize import WIDEN_FROM_ROWS
-
-    figures = time_kernels(64, 16, rows=[1, WIDEN_FROM_ROWS], repeats=1)
-
-    assert [f["rows"] for f in figures] == [1, WIDEN_FROM_ROWS]
-    assert [f["layer_uses"] for f in figures] == ["int8pack", "widened_bf16"]
-    assert all(f["int8pack_ms"] > 0 and f["widened_bf16_ms"] > 0 for f in figures)
-
-
 def test_weight_only_int8_counts_one_byte_per_weight_plus_scales_and_bias() -> None:
     from agent.bench.hardware import weight_bytes_per_token
     from agent.models.quantize import WeightOnlyInt8Linear

@@ -7,10 +7,7 @@ quarter of fp32's bytes) decode fastest. Two int8 kernels that torch ships are u
   quantised on the fly with one scale for the whole tensor. The fastest kernel here at every batch size.
   But one scale per tensor is lossy where a few input channels are far larger than the rest.
 * ``aten::_weight_int8pack_mm``: int8 weights with one scale per output row, inputs kept in bf16
-  (weight-only int8). About as fast as the dynamic kernel for one sequence, slower for a batch: its time
-  grows with the rows it multiplies, so a prompt's prefill (hundreds of rows) widens the int8 weights to
-  bf16 and multiplies with the bf16 matrix product instead (2.5x faster from 64 rows on, same result to
-  bf16 rounding).
+  (weight-only int8). About as fast as the dynamic kernel for one sequence, slower for a batch.
 
 The MLP down projections of Llama models take ``silu(gate) * up`` as input, which has such outlier
 channels: on the embedded model, dynamic int8 there changes the layer's output by 16% on average (weight-
@@ -31,11 +28,6 @@ OUTLIER_INPUT_LINEARS = ("mlp.down_proj",)
 #: ``aten::_weight_int8pack_mm`` on the CPU needs an input width that is a multiple of this: with torch
 #: 2.13, width 24 or 65 crashed the process and width 8 gave wrong results. Other layers stay dynamic.
 WEIGHT_ONLY_WIDTH_MULTIPLE = 16
-#: From this many rows on (a prompt's prefill, not a decode step), widening the int8 weights to bf16 and
-#: using the bf16 matrix product beats ``_weight_int8pack_mm``, widening included. The embedded model's
-#: down projection, `python -m agent.bench.kernels` (torch 2.13, this project's 2-core EPYC, 2026-12-03):
-#: 0.32 against 0.36 ms at 16 rows, 5.4 against 13.7 ms at 595; at 8 rows and fewer the int8 kernel wins.
-WIDEN_FROM_ROWS = 16
 
 
 class WeightOnlyInt8Linear(torch.nn.Module):
@@ -70,11 +62,7 @@ class WeightOnlyInt8Linear(torch.nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         rows = inputs.reshape(-1, self.in_features).to(torch.bfloat16)
-        if rows.shape[0] >= WIDEN_FROM_ROWS:  # int8 values are exact in bf16; the widened copy is transient
-            outputs = torch.mm(rows, self.weight_int8.to(torch.bfloat16).t()) * self.scales
-        else:
-            outputs = torch.ops.aten._weight_int8pack_mm(rows, self.weight_int8, self.scales)
-        outputs = outputs.to(inputs.dtype)
+        outputs = torch.ops.aten._weight_int8pack_mm(rows, self.weight_int8, self.scales).to(inputs.dtype)
         outputs = outputs.reshape(*inputs.shape[:-1], self.out_features)
         return outputs if self.bias is None else outputs + self.bias
 
