@@ -94,7 +94,7 @@ def test_by_default_every_need_is_paraphrased() -> None:
     assert result.paraphrases
 
 
-# --- the need's own suggest prompt decoded with its rewrite (need_prompt_with_rewrite) -----------------------
+# --- the need's own suggest prompt decoded with its rewrite (need_prompt_with_rewrite, opt-in) --------------
 class CallRecordingLLM(FakeWhazzatLLM):
     """The fake model, recording the prompts and the token limit of each generate call."""
 
@@ -124,7 +124,8 @@ def _asks_for(prompt: str) -> str:
 def test_the_needs_own_prompt_is_decoded_with_its_rewrite_and_the_paraphrases_follow() -> None:
     llm = CallRecordingLLM(calls=[], rewrites={UNKNOWN: "a silent fan\nfan for sleeping"})
 
-    result = chain(llm, ExactMemory(), max_new_tokens_rewrite=90, max_new_tokens_suggest=30).invoke(UNKNOWN)
+    result = chain(llm, ExactMemory(), need_prompt_with_rewrite=True, max_new_tokens_rewrite=90,
+                   max_new_tokens_suggest=30).invoke(UNKNOWN)
 
     (first, first_limit), (second, second_limit) = llm.calls
     assert sorted(map(_is_rewrite, first)) == [False, True]  # the rewrite and the need's suggest prompt
@@ -160,7 +161,7 @@ def test_the_needs_answer_is_cut_to_the_suggest_token_limit() -> None:
     llm = CallRecordingLLM(calls=[], tokenizer=tokenizer, products={UNKNOWN: many}, rewrites={UNKNOWN: "a silent fan"})
 
     result = build_chain(llm=llm, backend="links", memory_mode="model", paraphrases=1, semantic_dedup=False,
-                         max_new_tokens_suggest=limit, max_products=20).invoke(UNKNOWN)
+                         need_prompt_with_rewrite=True, max_new_tokens_suggest=limit, max_products=20).invoke(UNKNOWN)
 
     kept = [p for p in result.products if p.startswith("garden tool")]
     assert kept and all(p in cut for p in kept)  # only what fits in `limit` tokens, the cut-off item dropped
@@ -170,8 +171,18 @@ def test_the_needs_answer_is_cut_to_the_suggest_token_limit() -> None:
 def test_a_sampled_rewrite_leaves_the_needs_prompt_to_the_suggest_call() -> None:
     llm = CallRecordingLLM(calls=[], rewrites={UNKNOWN: "a silent fan\nfan for sleeping"})
 
-    chain(llm, ExactMemory(), rewrite_strategy="parallel").invoke(UNKNOWN)
+    chain(llm, ExactMemory(), rewrite_strategy="parallel", need_prompt_with_rewrite=True).invoke(UNKNOWN)
 
     (first, _), (second, _) = llm.calls
     assert all(map(_is_rewrite, first))
     assert UNKNOWN in map(_asks_for, second)
+
+
+def test_by_default_the_needs_prompt_waits_for_the_suggest_call() -> None:
+    llm = CallRecordingLLM(calls=[], rewrites={UNKNOWN: "a silent fan"})
+
+    chain(llm, ExactMemory()).invoke(UNKNOWN)
+
+    (first, _), (second, _) = llm.calls
+    assert all(map(_is_rewrite, first))
+    assert sorted(map(_asks_for, second)) == ["a quiet fan for my bedroom", "a silent fan"]

@@ -101,8 +101,11 @@ class Settings(BaseSettings):
         description="Skip paraphrasing a need when the need memory holds one at least this close (MiniLM "
         "cosine): one model call instead of two. Above 1 always paraphrases.",
     )
+    # Off by default: faster per need (the suggest call no longer pads the paraphrases' prompts to the
+    # grounded need prompt's length), but on all 852 val needs hit@5 fell from 0.546 to 0.529 (12 needs
+    # up, 26 down), `whazzat eval finetune/data/val.jsonl --mode fused --rewrite on` (docs/bench.md).
     need_prompt_with_rewrite: bool = Field(
-        default=True,
+        default=False,
         description="Decode each need's own suggest prompt in the same generate call as its rewrite (they "
         "are independent), so the suggest call after it holds only the paraphrases' short prompts.",
     )

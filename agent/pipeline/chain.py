@@ -2,11 +2,11 @@
 
 Each stage is a LangChain runnable, so the chain supports ``invoke``, ``batch``, ``stream``,
 ``astream_events`` and callbacks (each stage shows up as its own run, named after the stage).
-The stages are batch-aware: ``chain.batch(needs)`` looks every need up in the need memory in one search
-(its paraphrases too, after the rewrite, with ``memory_queries="all"``), sends the rewrite prompts of all
-needs in one batched generate call together with each need's own suggest prompt (the two do not depend
-on each other; ``need_prompt_with_rewrite``), and the suggest prompts of all their paraphrases in one
-more generate call.
+The stages are batch-aware: ``chain.batch(needs)`` sends the rewrite prompts of all needs in one
+batched generate call, looks every need up in the need memory in one search (its paraphrases too with
+``memory_queries="all"``), and sends the suggest prompts of all needs and all their paraphrases in one
+more generate call. With ``need_prompt_with_rewrite`` each need's own suggest prompt goes in the
+rewrite's call instead (the two do not depend on each other), and the need is looked up before it.
 
 ``memory_mode`` picks what answers: ``fused`` (default: the model reads the nearest known needs, and its
 votes are fused with theirs), ``model`` (the model alone) or ``memory`` (the known needs' votes alone).
