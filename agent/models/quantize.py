@@ -86,7 +86,7 @@ def _detach_from_checkpoint_file(model: Any, replaced: list[torch.nn.Linear]) ->
 
     transformers maps the safetensors file into memory; while any tensor still points into it, the whole
     mapping stays resident: 513 MB of the embedded model's 538 MB fp32 file (one ``whazzat ask`` peaked
-    at 1.47 GB, a third of it the mapping). Two kinds of tensor still point there: the weights left
+    at 1.5 GB, a third of it the mapping). Two kinds of tensor still point there: the weights left
     unquantised (the embedding, the norms: copied out, 108 MB), and the replaced layers' weights, which
     torch.ao's qconfig closures keep alive in reference cycles (dropped here; a full garbage collection
     would find them too, but takes 0.4 s with transformers' objects on the heap)."""
