@@ -41,6 +41,7 @@ class FakeWhazzatLLM(LLM):
 
     def _call(self, prompt: str, stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any) -> str:
         self.prompts.append(prompt)
+        prompt = prompt.replace("<|im_end|>", "")  # a chat template's end marker would end up in the needs
         rewrite = re.search(r"Write \d+ rewrites of this need: (.+)", prompt)
         if rewrite:
             # Each call starts one line further down the answer, like samples that differ: the
@@ -50,9 +51,13 @@ class FakeWhazzatLLM(LLM):
             start = self.rewrite_calls.get(need, 0) % len(lines)
             self.rewrite_calls[need] = self.rewrite_calls.get(need, 0) + 1
             return "\n".join(lines[start:] + lines[:start])
-        asked = re.findall(r"Need: (.+)", prompt)  # the last one: earlier ones are few-shot examples
-        need = asked[-1].strip() if asked else ""
-        return self.products.get(need, self.fallback_products)
+        return self.products.get(asked_need(prompt), self.fallback_products)
+
+
+def asked_need(prompt: str) -> str:
+    """The text a suggest prompt asks about: its last 'Need:' line (earlier ones are few-shot examples)."""
+    asked = re.findall(r"Need: (.+)", prompt.replace("<|im_end|>", ""))
+    return asked[-1].strip() if asked else ""
 
 
 class WordEmbeddings(Embeddings):

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from agent.bench.figures import Decode, Latency, LlamaCppPeer, PipelineFigures, peer_speedups
-from agent.bench.llamacpp import INSTALL_HINT, LlamaCppLLM, skip_reason, unavailable_reason
+from agent.bench.llamacpp import INSTALL_HINT, LlamaCppLLM, peer_settings, skip_reason, unavailable_reason
 from tests.fakes import FakeWhazzatLLM
 from tests.tiny_models import make_tiny_tokenizer
 
@@ -92,17 +92,10 @@ def test_other_skip_reasons(monkeypatch, tmp_path: Path) -> None:
 
 # --- the chain's prompts, as token ids, with its limits -----------------------------------------------------
 class TokenizedFake(FakeWhazzatLLM):
-    """The fake model with a tokenizer, so the chain renders its chat template as for the real pipeline;
-    ``seen`` holds the prompts as the chain sent them."""
+    """The fake model with a tokenizer, so the chain renders its chat template as for the real pipeline
+    (``prompts`` holds them as the chain sent them)."""
 
     tokenizer: Any = None
-    seen: list[str] = []
-
-    def _call(
-        self, prompt: str, stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any
-    ) -> str:
-        self.seen.append(prompt)
-        return super()._call(prompt.replace("<|im_end|>", ""), stop, run_manager, **kwargs)  # its regexes
 
 
 class FakeLlama:
@@ -126,8 +119,6 @@ def test_the_peer_gets_the_chains_prompts_as_token_ids_with_its_limits() -> None
     from tools.links import LinksBackend
 
     tokenizer = make_tiny_tokenizer()
-    from agent.bench.llamacpp import peer_settings
-
     settings = peer_settings(_settings(
         paraphrases=3, semantic_dedup=False, max_new_tokens_rewrite=40, max_new_tokens_suggest=20
     ))
@@ -141,10 +132,10 @@ def test_the_peer_gets_the_chains_prompts_as_token_ids_with_its_limits() -> None
 
     assert [r.products for r in found] == [r.products for r in expected]
     # The rewrite, then the need and its 3 paraphrases; the fake has no rewrites for the second need.
-    assert len(reference.seen) == (1 + 1 + 3) + (1 + 1) and len(found[0].paraphrases) == 3
-    assert [ids for ids, _ in llama.calls] == [tokenizer(p)["input_ids"] for p in reference.seen]
+    assert len(reference.prompts) == (1 + 1 + 3) + (1 + 1) and len(found[0].paraphrases) == 3
+    assert [ids for ids, _ in llama.calls] == [tokenizer(p)["input_ids"] for p in reference.prompts]
     assert "<|im_start|>" in tokenizer.decode(llama.calls[0][0])  # the chat template, not a plain layout
-    for prompt, (_, options) in zip(reference.seen, llama.calls, strict=True):
+    for prompt, (_, options) in zip(reference.prompts, llama.calls, strict=True):
         rewrite = "rewrites of this need" in prompt
         assert options["max_tokens"] == (40 if rewrite else 20)  # the chain's own max_new_tokens
         assert options["temperature"] == 0.0 and options["repeat_penalty"] == 1.0  # greedy, no penalty

@@ -4,13 +4,12 @@ the need alone."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from agent.core.schemas import Neighbour
 from agent.pipeline.chain import build_chain
-from tests.fakes import FakeWhazzatLLM
+from tests.fakes import FakeWhazzatLLM, asked_need
 
 KNOWN = "something to dig food"
 UNKNOWN = "a quiet fan for my bedroom"
@@ -108,17 +107,9 @@ class CallRecordingLLM(FakeWhazzatLLM):
         self.calls.append((list(prompts), kwargs.get("pipeline_kwargs", {}).get("max_new_tokens")))
         return super()._generate(prompts, stop, run_manager)
 
-    def _call(self, prompt: str, stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any) -> str:
-        return super()._call(prompt.replace("<|im_end|>", ""), stop, run_manager, **kwargs)  # its regexes
-
 
 def _is_rewrite(prompt: str) -> bool:
     return "rewrites of this need" in prompt
-
-
-def _asks_for(prompt: str) -> str:
-    """The text a suggest prompt asks about (its last 'Need:' line)."""
-    return re.findall(r"Need: (.+)", prompt)[-1].strip()
 
 
 def test_the_needs_own_prompt_is_decoded_with_its_rewrite_and_the_paraphrases_follow() -> None:
@@ -130,9 +121,9 @@ def test_the_needs_own_prompt_is_decoded_with_its_rewrite_and_the_paraphrases_fo
     (first, first_limit), (second, second_limit) = llm.calls
     assert sorted(map(_is_rewrite, first)) == [False, True]  # the rewrite and the need's suggest prompt
     need_prompt = next(p for p in first if not _is_rewrite(p))
-    assert _asks_for(need_prompt) == UNKNOWN and "garden trowel" in need_prompt  # grounded
+    assert asked_need(need_prompt) == UNKNOWN and "garden trowel" in need_prompt  # grounded
     assert first_limit == 90  # the longer of the two limits; the need's answer is cut to its own after
-    assert second_limit == 30 and sorted(map(_asks_for, second)) == ["a silent fan", "fan for sleeping"]
+    assert second_limit == 30 and sorted(map(asked_need, second)) == ["a silent fan", "fan for sleeping"]
     assert result.paraphrases == ["a silent fan", "fan for sleeping"]
 
 
@@ -175,7 +166,7 @@ def test_a_sampled_rewrite_leaves_the_needs_prompt_to_the_suggest_call() -> None
 
     (first, _), (second, _) = llm.calls
     assert all(map(_is_rewrite, first))
-    assert UNKNOWN in map(_asks_for, second)
+    assert UNKNOWN in map(asked_need, second)
 
 
 def test_by_default_the_needs_prompt_waits_for_the_suggest_call() -> None:
@@ -185,4 +176,4 @@ def test_by_default_the_needs_prompt_waits_for_the_suggest_call() -> None:
 
     (first, _), (second, _) = llm.calls
     assert all(map(_is_rewrite, first))
-    assert sorted(map(_asks_for, second)) == ["a quiet fan for my bedroom", "a silent fan"]
+    assert sorted(map(asked_need, second)) == ["a quiet fan for my bedroom", "a silent fan"]

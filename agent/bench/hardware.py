@@ -158,7 +158,7 @@ def step_split_ms(model: Any, tokenizer: Any, steps: int = 32) -> dict[str, floa
         for _ in range(steps):
             token = model(input_ids=token, cache=cache).logits[:, -1:].argmax(-1)
         step = (time.perf_counter() - started) / steps
-        linears = [m for m in model.modules() if _is_linear(m) and not any(map(_is_linear, _descendants(m)))]
+        linears = _innermost_linears(model)
         inputs = {m.in_features: torch.randn(1, 1, m.in_features) for m in linears}
         started = time.perf_counter()
         for _ in range(steps):
@@ -167,6 +167,16 @@ def step_split_ms(model: Any, tokenizer: Any, steps: int = 32) -> dict[str, floa
         linear = (time.perf_counter() - started) / steps
     return {"step_ms": round(step * 1e3, 2), "linear_layers_ms": round(linear * 1e3, 2),
             "linear_layers": len(linears)}
+
+
+def _is_linear(module: Any) -> bool:
+    return hasattr(module, "in_features") and hasattr(module, "out_features")
+
+
+def _innermost_linears(model: Any) -> list[Any]:
+    """The linear layers with no linear inside: an unmerged LoRA layer wraps its base layer and its A and
+    B matrices, so its parts are counted (and called), once each, and the wrapper is not."""
+    return [m for m in model.modules() if _is_linear(m) and not any(map(_is_linear, list(m.modules())[1:]))]
 
 
 def _cpu_model_and_flags() -> tuple[str, list[str]]:
@@ -229,12 +239,3 @@ def main() -> None:
 if __name__ == "__main__":
     main()
 
-
-def _is_linear(module: Any) -> bool:
-    return hasattr(module, "in_features") and hasattr(module, "out_features")
-
-
-def _descendants(module: Any) -> list[Any]:
-    """Every module inside ``module``, itself excluded. A linear with linears inside (an unmerged LoRA
-    layer wraps its base layer and its A and B matrices) is not counted: its parts are, once each."""
-    return list(module.modules())[1:]
