@@ -29,6 +29,7 @@ import pytest
 from werkzeug import Request, Response
 
 import agent.models.llm
+import agent.models.folders
 import agent.pipeline.chain
 from agent.batch.inputs import InputRow
 from agent.batch.outputs import open_output
@@ -256,7 +257,7 @@ def test_a_damaged_model_cache_is_converted_again(
 
     assert agent.models.llm.embedded_model_dir(isolated_home) == target
     assert len(fake_conversion) == 2  # detected and converted again, once
-    assert agent.models.llm._cache_is_usable(target)
+    assert agent.models.folders.model_dir_is_usable(target)
 
 
 def test_a_model_that_cannot_be_converted_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:

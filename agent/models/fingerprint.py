@@ -17,11 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from agent.core.config import Settings
-
-#: Files of a model or adapter directory that decide its answers.
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
-_CONFIG_NAMES = ("config.json", "adapter_config.json", "generation_config.json", "tokenizer.json",
-                 "tokenizer_config.json")
+from agent.models.folders import directory_fingerprint
 
 
 def model_fingerprint(settings: Settings) -> str:
@@ -34,7 +30,10 @@ def _identity(settings: Settings) -> dict[str, object]:
         from agent.models.endpoint import normalize_endpoint
 
         parts = urlsplit(normalize_endpoint(settings.llm_endpoint))  # credentials never enter the key
-        return {"endpoint": f"{parts.scheme}://{parts.hostname}:{parts.port}{parts.path}", "model": settings.model}
+        return {
+            "endpoint": f"{parts.scheme}://{parts.hostname}:{parts.port}{parts.path}",
+            "model": settings.model,
+        }
     from agent.models.llm import resolve_model
 
     base, adapter = resolve_model(settings)
@@ -44,19 +43,6 @@ def _identity(settings: Settings) -> dict[str, object]:
         "quantize": settings.quantize,
         "load_in_4bit": settings.load_in_4bit,
     }
-
-
-def directory_fingerprint(directory: Path, *, by_content: bool) -> str:
-    """A hash of a model or adapter directory: config files by content; weights by content when
-    ``by_content``, else by name, size and modification time."""
-    digest = hashlib.sha256()
-    for path in sorted(directory.iterdir()):
-        if path.name in _CONFIG_NAMES or (by_content and path.suffix in _WEIGHT_SUFFIXES):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-        elif path.suffix in _WEIGHT_SUFFIXES:
-            stat = path.stat()
-            digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()
 
 
 def _digest(text: str) -> str:

