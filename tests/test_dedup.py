@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from agent.pipeline.dedup import merge_suggestions, normalize_product, singularize
@@ -75,3 +76,21 @@ def test_minilm_folds_real_synonyms() -> None:
 def test_empty_input() -> None:
     assert merge_suggestions([]) == []
     assert merge_suggestions([("need", [])]) == []
+
+
+def test_a_similarity_matrix_embeds_each_distinct_text_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.core.embeddings
+
+    embedded: list[list[str]] = []
+    real_embed = agent.core.embeddings.embed
+
+    def counting_embed(texts):
+        embedded.append(list(texts))
+        return real_embed(texts)
+
+    monkeypatch.setattr(agent.core.embeddings, "embed", counting_embed)
+    left, right = ["shovel", "trowel", "shovel"], ["spade", "shovel"]
+    matrix = agent.core.embeddings.cosine_matrix(left, right)
+
+    assert embedded == [["shovel", "trowel", "spade"]]
+    assert np.allclose(matrix, real_embed(left) @ real_embed(right).T, atol=1e-5)
