@@ -101,11 +101,16 @@ def test_a_damaged_merged_folder_is_merged_again(embedded: dict[str, Path]) -> N
     assert agent.models.folders.model_dir_is_usable(folder)
 
 
+@pytest.mark.parametrize("error", ["os", "safetensors"])
 def test_a_merged_folder_that_cannot_be_written_still_loads_the_merged_model(
-    embedded: dict[str, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    embedded: dict[str, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, error: str
 ) -> None:
+    from safetensors import SafetensorError
+
     def disk_full(*args, **kwargs):
-        raise OSError(28, "No space left on device")
+        if error == "os":
+            raise OSError(28, "No space left on device")
+        raise SafetensorError("Error while serializing: IoError(No space left on device)")
 
     monkeypatch.setattr(agent.models.merged_cache, "save_model_dir", disk_full)
     with caplog.at_level(logging.WARNING, logger="agent.models.merged_cache"):

@@ -50,10 +50,12 @@ def save_merged(model: Any, tokenizer: Any, base: Path, adapter: Path) -> None:
     """Cache ``model`` (``base`` with ``adapter`` merged) for the next load, and remove the least recently
     used merged folders of ``base`` beyond :data:`MERGED_FOLDERS_KEPT`. A folder that cannot be written (a
     read-only home, a full disk) costs only the speed-up: the model in memory is already merged."""
+    from safetensors import SafetensorError
+
     target = merged_dir(base, adapter)
     try:
         save_model_dir(model, tokenizer, target)
-    except OSError as error:
+    except (OSError, SafetensorError) as error:  # safetensors reports a failed write as its own error
         log.warning(
             "Could not cache the merged model in %s (%s); the next load merges it again.", target, error
         )
