@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 from werkzeug import Request, Response
 
-import agent.models.llm
 import agent.models.folders
+import agent.models.llm
 import agent.pipeline.chain
 from agent.batch.inputs import InputRow
 from agent.batch.outputs import open_output
@@ -237,7 +237,7 @@ def test_a_missing_model_cache_is_converted_once(isolated_home: Path, fake_conve
 
 @pytest.mark.parametrize(
     "damage",
-    ["truncated-weights", "empty-weights", "garbage-weights", "no-config", "no-tokenizer-config"],
+    ["truncated-weights", "empty-weights", "garbage-weights", "no-config", "garbage-config", "no-tokenizer-config"],
 )
 def test_a_damaged_model_cache_is_converted_again(
     isolated_home: Path, fake_conversion: list[Path], damage: str, caplog
@@ -252,6 +252,8 @@ def test_a_damaged_model_cache_is_converted_again(
         weights.write_bytes(b"\xff" * 64)
     elif damage == "no-config":
         (target / "config.json").unlink()
+    elif damage == "garbage-config":
+        (target / "config.json").write_bytes(b'{"model_type": "lla')  # cut off mid-write
     else:
         (target / "tokenizer_config.json").unlink()
 

@@ -89,11 +89,12 @@ def test_only_the_most_recently_used_merged_folders_are_kept(embedded: dict[str,
     assert agent.models.merged_cache.merged_dir(embedded["base"], embedded["adapter"]) in folders
 
 
-def test_a_damaged_merged_folder_is_merged_again(embedded: dict[str, Path]) -> None:
+@pytest.mark.parametrize("damage", ["truncated-weights", "cut-off-config"])
+def test_a_damaged_merged_folder_is_merged_again(embedded: dict[str, Path], damage: str) -> None:
     expected, tokenizer = _load()
     [folder] = _merged_folders(embedded["base"])
-    weights = folder / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:-20])  # killed while writing, disk full...
+    damaged = folder / ("model.safetensors" if damage == "truncated-weights" else "config.json")
+    damaged.write_bytes(damaged.read_bytes()[:-20])  # killed while writing, disk full...
 
     model, _ = _load()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,18 +21,20 @@ _CONFIG_NAMES = (
 
 
 def model_dir_is_usable(target: Path) -> bool:
-    """Whether a model folder is complete: the tokenizer files, and weights whose safetensors header
+    """Whether a model folder is complete: config files that parse, and weights whose safetensors header
     reads and covers the whole file (safetensors checks both on open, without loading any tensor)."""
     weights = target / "model.safetensors"
-    required = (weights, target / "config.json", target / "tokenizer_config.json")
-    if not all(path.is_file() for path in required):
+    configs = (target / "config.json", target / "tokenizer_config.json")
+    if not all(path.is_file() for path in (weights, *configs)):
         return False
     from safetensors import SafetensorError, safe_open
 
     try:
+        for config in configs:
+            json.loads(config.read_text(encoding="utf-8"))
         with safe_open(str(weights), framework="pt") as tensors:
             return bool(list(tensors.keys()))
-    except (SafetensorError, OSError, ValueError):
+    except (SafetensorError, OSError, ValueError):  # ValueError covers bad JSON and bad UTF-8
         return False
 
 
