@@ -1,6 +1,6 @@
 """The embedded model with its adapter merged, cached on disk so that later loads skip the merge.
 
-Merging the shipped LoRA adapter into the embedded model took 1.3 s of a 3.5 s warm load (``peft`` loads
+Merging the shipped LoRA adapter into the embedded model took 1.7 s of a 3.5 s warm load (``peft`` loads
 the adapter, then ``merge_and_unload`` writes every touched weight into the checkpoint's copy-on-write
 memory map). The merged weights depend only on the base checkpoint and the adapter, so they are saved
 once beside the base, named by both fingerprints, and later loads read them like any checkpoint: a
