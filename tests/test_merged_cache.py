@@ -108,19 +108,24 @@ def test_a_merged_folder_that_cannot_be_written_still_loads_the_merged_model(
 ) -> None:
     from safetensors import SafetensorError
 
-    def disk_full(*args, **kwargs):
+    real_save = agent.models.merged_cache.save_model_dir
+    disk = {"full": True}
+
+    def save_model_dir(*args, **kwargs):
+        if not disk["full"]:
+            return real_save(*args, **kwargs)
         if error == "os":
             raise OSError(28, "No space left on device")
         raise SafetensorError("Error while serializing: IoError(No space left on device)")
 
-    monkeypatch.setattr(agent.models.merged_cache, "save_model_dir", disk_full)
+    monkeypatch.setattr(agent.models.merged_cache, "save_model_dir", save_model_dir)
     with caplog.at_level(logging.WARNING, logger="agent.models.merged_cache"):
         model, tokenizer = _load()
 
     assert _merged_folders(embedded["base"]) == []
     assert "merges it again" in caplog.text
-    monkeypatch.undo()  # the real saver, and the real embedded model: rebuild the stand-ins' view
-    monkeypatch.setattr(agent.models.llm, "embedded_model_dir", lambda home: embedded["base"])
-    monkeypatch.setattr(agent.models.llm, "shipped_adapter", lambda: embedded["adapter"])
+    disk["full"] = False  # space again: the next load merges and caches
+    _load()
+    _forbid_peft(monkeypatch)
     cached, _ = _load()
     assert torch.equal(_logits(model, tokenizer), _logits(cached, tokenizer))
