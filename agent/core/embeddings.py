@@ -60,10 +60,7 @@ def embed(texts: Sequence[str]) -> np.ndarray:
 def cosine_matrix(left: Sequence[str], right: Sequence[str]) -> np.ndarray:
     """Cosine similarity of every text in ``left`` with every text in ``right`` (each distinct text is
     embedded once: a need's fusion and dedup compare its product types with each other)."""
-    unique = list(dict.fromkeys([*left, *right]))
-    vectors = embed(unique)
-    row = {text: index for index, text in enumerate(unique)}
-    return vectors[[row[text] for text in left]] @ vectors[[row[text] for text in right]].T
+    return EmbeddingTable.of([*left, *right]).cosine(left, right)
 
 
 class EmbeddingTable:
