@@ -108,7 +108,7 @@ def load_model_and_tokenizer(settings: Settings) -> tuple[Any, Any]:
     # be gigabytes, so whether to keep one is its owner's call.
     cache_merge = adapter is not None and settings.model == EMBEDDED_MODEL and not settings.load_in_4bit
     if cache_merge and (merged := cached_merged_dir(Path(base), Path(adapter))):
-        base, adapter, cache_merge = str(merged), None, False
+        base, adapter = str(merged), None  # already merged: nothing to load with peft
     model_kwargs: dict[str, Any] = {}
     if settings.load_in_4bit:
         if not torch.cuda.is_available():
