@@ -58,6 +58,15 @@ def eval_command(
             "--sample", min=1, help="Evaluate N needs spread evenly through each file (all areas; always the same)."
         ),
     ] = None,
+    needs_per_call: Annotated[
+        int | None,
+        typer.Option(
+            "--needs-per-call",
+            min=1,
+            help="Needs per chain call (default: the batch_size setting, 8). 1 answers each need alone, as "
+            "`whazzat ask` and the UI do: under int8 a prompt's answer depends a little on its batch.",
+        ),
+    ] = None,
     model: ModelOption = None,
     adapter: AdapterOption = None,
     no_adapter: NoAdapterOption = False,
@@ -98,7 +107,8 @@ def eval_command(
     from agent.core.errors import WhazzatError
     from finetune.ablation import run_ablation
 
-    runner = _Runner(settings, total=sum(len(items) for _, items in datasets) * len(modes) * len(rewrites))
+    total = sum(len(items) for _, items in datasets) * len(modes) * len(rewrites)
+    runner = _Runner(settings, total, needs_per_call or settings.batch_size)
     try:
         with runner:
             ablation = run_ablation(
@@ -116,8 +126,9 @@ class _Runner:
     """Runs one configuration of the ablation: a chain per mode over one shared model and one memory
     per set of splits, with a progress bar over every need of every run (on stderr)."""
 
-    def __init__(self, settings: Settings, total: int) -> None:
+    def __init__(self, settings: Settings, total: int, needs_per_call: int) -> None:
         self.settings = settings
+        self.needs_per_call = needs_per_call
         self.progress = _progress(total)
         self._memories: dict[tuple[str, ...], object] = {}
 
@@ -152,21 +163,23 @@ class _Runner:
         return evaluate(
             items,
             chain.batch,
-            batch_size=settings.batch_size,
+            batch_size=self.needs_per_call,
             on_batch=self.advance,
             data=data,
-            settings=run_settings(settings, splits),
+            settings=run_settings(settings, splits, self.needs_per_call),
         )
 
 
-def run_settings(settings: Settings, memory_splits: list[str]) -> dict[str, object]:
-    """The levers that change answers, so a saved --json result says what produced it."""
+def run_settings(settings: Settings, memory_splits: list[str], needs_per_call: int | None = None) -> dict[str, object]:
+    """The levers that change answers, so a saved --json result says what produced it (int8 answers
+    depend a little on which prompts share a batch, so the needs per chain call are among them)."""
     return {
         "model": settings.model,
         "adapter": settings.adapter,
         "no_adapter": settings.no_adapter,
         "paraphrases": settings.paraphrases,
         "batch_size": settings.batch_size,
+        "needs_per_call": needs_per_call or settings.batch_size,
         "quantize": settings.quantize,
         "rewrite_strategy": settings.rewrite_strategy,
         "fewshot_k": settings.fewshot_k,

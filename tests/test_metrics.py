@@ -185,13 +185,26 @@ def eval_app() -> typer.Typer:
     return app
 
 
+class NoNeighboursMemory:
+    """Stands in for the eval's need memory: the real one embeds the whole shipped dataset with MiniLM in
+    each test's fresh WHAZZAT_HOME (minutes), which a test of the CLI's plumbing does not need."""
+
+    def search(self, needs: list[str], k: int) -> list[list[object]]:
+        return [[] for _ in needs]
+
+
+@pytest.fixture
+def no_eval_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("agent.pipeline.evaluation.eval_memory", lambda settings, splits: NoNeighboursMemory())
+
+
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(eval_app(), ["eval", str(tmp_path / "missing.jsonl")])
     assert result.exit_code == 2
     assert result.output.strip().count("\n") == 0 and "not found" in result.output
 
 
-def test_cli_json_is_exactly_one_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_json_is_exactly_one_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_eval_memory: None) -> None:
     import agent.pipeline.chain
 
     class FakeChain:
@@ -220,6 +233,45 @@ def test_cli_json_is_exactly_one_object(tmp_path: Path, monkeypatch: pytest.Monk
     assert report["settings"]["quantize"] == "none"  # the result says which weights produced it
     assert report["summary"]["hit_at_5"] == 0.5
     assert [settings.answer_cache_days for settings in built] == [0]  # s/need is generation, never a cache read
+
+
+@pytest.mark.parametrize(
+    ("option", "calls", "recorded"), [([], [3], 8), (["--needs-per-call", "1"], [1, 1, 1], 1)]
+)
+def test_cli_needs_per_call_sets_how_many_needs_share_a_chain_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_eval_memory: None, option: list[str], calls: list[int],
+    recorded: int,
+) -> None:
+    # Under int8 a prompt's answer depends a little on its batch: 1 need per call scores the answers that
+    # `whazzat ask` gives, and the saved result says which was run.
+    import agent.pipeline.chain
+
+    sizes: list[int] = []
+
+    class FakeChain:
+        def batch(self, needs: list[str]) -> list[Recommendation]:
+            sizes.append(len(needs))
+            return fake_predict(needs)
+
+    monkeypatch.setattr(agent.pipeline.chain, "build_chain", lambda settings, **kwargs: FakeChain())
+    monkeypatch.setattr("agent.core.embeddings.embed", one_hot_embed)
+    monkeypatch.setenv("WHAZZAT_BATCH_SIZE", "8")
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"need": n, "products": ["wok"], "area": "x"}) + "\n" for n in ANSWERS))
+    result = CliRunner().invoke(
+        eval_app(), ["eval", str(data), "--json", "--rewrite", "off", "--mode", "model", "--limit", "3", *option]
+    )
+    assert result.exit_code == 0, result.output
+    assert sizes == calls
+    [run] = json.loads(result.stdout)["runs"]
+    assert run["result"]["settings"]["needs_per_call"] == recorded  # WHAZZAT_BATCH_SIZE unless given
+    assert run["result"]["summary"]["needs"] == 3
+
+
+def test_cli_needs_per_call_below_one_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(eval_app(), ["eval", str(tmp_path / "any.jsonl"), "--needs-per-call", "0"])
+    assert result.exit_code == 2
+    assert "needs-per-call" in result.output
 
 
 def test_importing_the_cli_module_does_not_import_torch() -> None:
