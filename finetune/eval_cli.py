@@ -170,7 +170,7 @@ class _Runner:
         )
 
 
-def run_settings(settings: Settings, memory_splits: list[str], needs_per_call: int | None = None) -> dict[str, object]:
+def run_settings(settings: Settings, memory_splits: list[str], needs_per_call: int) -> dict[str, object]:
     """The levers that change answers, so a saved --json result says what produced it (int8 answers
     depend a little on which prompts share a batch, so the needs per chain call are among them)."""
     return {
@@ -179,7 +179,7 @@ def run_settings(settings: Settings, memory_splits: list[str], needs_per_call: i
         "no_adapter": settings.no_adapter,
         "paraphrases": settings.paraphrases,
         "batch_size": settings.batch_size,
-        "needs_per_call": needs_per_call or settings.batch_size,
+        "needs_per_call": needs_per_call,
         "quantize": settings.quantize,
         "rewrite_strategy": settings.rewrite_strategy,
         "fewshot_k": settings.fewshot_k,
